@@ -1,0 +1,295 @@
+"""Runs job specs as ephemeral, hardened Podman containers. The only module that imports podman.
+
+One job: create -> start -> stream its output to the log -> wait (bounded by the timeout,
+after which the container is killed) -> collect the exit code -> remove, always.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import podman
+import requests
+from loguru import logger
+from podman.errors import APIError, NotFound, PodmanError
+
+from runner import logs
+from runner.settings import Settings
+
+LABEL = "io.offsite-backup"
+MANAGED_LABEL = f"{LABEL}.managed"
+JOB_LABEL = f"{LABEL}.job"
+DEADLINE_LABEL = f"{LABEL}.deadline"
+NAME_PREFIX = "offsite-backup-"
+
+# Host paths a job may never see: a mistake in a mount must not expose or endanger the host.
+FORBIDDEN_MOUNT_SOURCES = frozenset(
+    Path(p) for p in ("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/proc",
+                      "/root", "/run", "/sbin", "/sys", "/usr", "/var", "/var/lib", "/run/podman")
+)
+OUTPUT_LIMIT = 32 * 1024 * 1024  # bytes of stdout kept for parsing; the log gets everything
+TAIL_LINES = 30
+# A leftover is an exited or never-started job container older than this (a live run removes its
+# own containers within seconds of their exit).
+LEFTOVER_GRACE_SECONDS = 120
+
+
+class JobError(Exception):
+    """A job could not be run as specified (bad mount, missing image, secret in argv...)."""
+
+
+class EngineUnavailable(JobError):
+    """The Podman API cannot be reached."""
+
+
+@dataclass(frozen=True)
+class Mount:
+    source: Path
+    target: str
+    read_only: bool = True
+
+
+@dataclass(frozen=True)
+class JobSpec:
+    name: str
+    argv: tuple[str, ...]
+    image: str | None = None  # None: the tools image
+    mounts: tuple[Mount, ...] = ()
+    network: str | None = None  # None: no network at all
+    env: Mapping[str, str] = field(default_factory=dict)  # never secrets: `podman inspect` shows them
+    timeout: int | None = None  # seconds; None: settings.jobs.timeout
+    labels: Mapping[str, str] = field(default_factory=dict)
+    user: str | None = None  # None: settings.jobs.user
+
+
+@dataclass
+class JobResult:
+    name: str
+    container: str
+    exit_code: int | None
+    timed_out: bool
+    duration: float
+    stdout: list[str]
+    stderr_tail: list[str]
+    output_tail: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+    def describe(self) -> str:
+        if self.timed_out:
+            outcome = f"timed out after {self.duration:.0f} s and was killed"
+        else:
+            outcome = f"exited with code {self.exit_code}"
+        tail = "\n".join(f"    {line}" for line in self.output_tail[-10:])
+        return f"job {self.name} ({self.container}) {outcome}" + (f"; last output:\n{tail}" if tail else "")
+
+
+def check_mount(mount: Mount) -> None:
+    source = Path(mount.source)
+    if not source.is_absolute() or not mount.target.startswith("/"):
+        raise JobError(f"mount {source} -> {mount.target}: both paths must be absolute")
+    if source.resolve() in FORBIDDEN_MOUNT_SOURCES:
+        raise JobError(f"mount {source} -> {mount.target}: refusing to give a job the host's {source.resolve()}")
+    if not source.exists():
+        raise JobError(f"mount {source} -> {mount.target}: {source} does not exist")
+
+
+def check_no_secrets(spec: JobSpec) -> None:
+    for what, text in [("command", " ".join(spec.argv)), *((f"environment {k}", v) for k, v in spec.env.items())]:
+        if logs.contains_secret(text):
+            raise JobError(f"job {spec.name}: refusing to put a secret value in its {what} (use a mounted file)")
+
+
+def container_name(job: str) -> str:
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
+    return f"{NAME_PREFIX}{job}-{stamp}-{secrets.token_hex(3)}"
+
+
+def container_options(spec: JobSpec, settings: Settings, name: str, deadline: float) -> dict:
+    """The podman-py create() arguments for a job: hardened unless the spec asks for a network."""
+    jobs = settings.jobs
+    options = {
+        "image": spec.image or settings.images.tools,
+        "command": list(spec.argv),
+        "name": name,
+        "labels": {**spec.labels, MANAGED_LABEL: "true", JOB_LABEL: spec.name, DEADLINE_LABEL: str(int(deadline))},
+        "user": spec.user or jobs.user,
+        "environment": dict(spec.env),
+        "read_only": True,
+        "cap_drop": ["ALL"],
+        "no_new_privileges": True,
+        "network_mode": spec.network if spec.network else "none",
+        "pids_limit": jobs.pids_limit,
+        "log_config": {"Type": "k8s-file"},
+        "mounts": [
+            {"type": "tmpfs", "source": "tmpfs", "target": "/tmp", "size": jobs.tmpfs_size},
+            *({"type": "bind", "source": str(m.source), "target": m.target, "read_only": m.read_only}
+              for m in spec.mounts),
+        ],
+    }
+    if jobs.userns:
+        options["userns_mode"] = jobs.userns
+    if jobs.memory_limit:
+        options["mem_limit"] = jobs.memory_limit
+    return options
+
+
+class Engine:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.client = podman.PodmanClient(base_url=settings.podman.url)
+
+    def ping(self) -> None:
+        try:
+            if self.client.ping():
+                return
+        except (PodmanError, requests.RequestException, OSError):
+            pass
+        raise EngineUnavailable(
+            f"the Podman API does not answer at podman.url = {self.settings.podman.url!r} "
+            "(start it: scripts/setup-host, or `systemctl enable --now podman.socket`)"
+        )
+
+    def image_exists(self, image: str) -> bool:
+        return self.client.images.exists(image)
+
+    def run(self, spec: JobSpec) -> JobResult:
+        for mount in spec.mounts:
+            check_mount(mount)
+        check_no_secrets(spec)
+        self.ping()
+        image = spec.image or self.settings.images.tools
+        if not self.image_exists(image):
+            raise JobError(f"image {image} not found: build it with `runner images build`")
+
+        timeout = spec.timeout or self.settings.jobs.timeout
+        started = time.monotonic()
+        name = container_name(spec.name)
+        options = container_options(spec, self.settings, name, time.time() + timeout)
+        logger.info("job {} starting in {}: {}", spec.name, name, logs.format_command(spec.argv))
+        container = self.client.containers.create(**options)
+        try:
+            container.start()
+            readers = _OutputReaders(container, spec.name, self.settings.log.job_output)
+            exit_code, timed_out = self._wait(container, timeout)
+            readers.join()
+            result = JobResult(
+                name=spec.name, container=name, exit_code=exit_code, timed_out=timed_out,
+                duration=time.monotonic() - started, stdout=readers.stdout,
+                stderr_tail=list(readers.stderr_tail), output_tail=list(readers.output_tail),
+            )
+        finally:
+            _remove(container)
+        if result.ok:
+            logger.info("job {} finished in {:.1f} s", spec.name, result.duration)
+        else:
+            logger.error(result.describe())
+        return result
+
+    def _wait(self, container, timeout: int) -> tuple[int | None, bool]:
+        try:
+            return int(container.wait(condition=["exited", "stopped"], timeout=timeout)), False
+        except (requests.Timeout, requests.ConnectionError):
+            logger.warning("job container {} exceeded its {} s timeout: killing it", container.name, timeout)
+            try:
+                container.kill()
+                container.wait(condition=["exited", "stopped"], timeout=30)
+            except (APIError, NotFound, requests.RequestException) as error:
+                logger.warning("could not kill {}: {}", container.name, error)
+            return None, True
+
+    def job_containers(self) -> list:
+        return self.client.containers.list(all=True, filters={"label": [f"{MANAGED_LABEL}=true"]})
+
+    def leftovers(self, include_running: bool = False) -> list:
+        """Job containers no live run is responsible for."""
+        now = time.time()
+        found = []
+        for container in self.job_containers():
+            state = container.attrs.get("State", "")
+            created = _created_epoch(container)
+            deadline = float(container.labels.get(DEADLINE_LABEL, 0) or 0)
+            stale = state != "running" and now - created > LEFTOVER_GRACE_SECONDS
+            overdue = state == "running" and deadline and now > deadline + LEFTOVER_GRACE_SECONDS
+            if stale or overdue or include_running:
+                found.append(container)
+        return found
+
+    def remove(self, container) -> None:
+        _remove(container)
+
+
+class _OutputReaders:
+    """Follows a container's stdout and stderr in two threads, logging each line as it arrives."""
+
+    def __init__(self, container, job: str, level: str):
+        self.stdout: list[str] = []
+        self.stderr_tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self.output_tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self._kept = 0
+        self._lock = threading.Lock()
+        self._threads = [
+            threading.Thread(target=self._follow, args=(container, job, level, True), daemon=True),
+            threading.Thread(target=self._follow, args=(container, job, level, False), daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    def _follow(self, container, job: str, level: str, is_stdout: bool) -> None:
+        try:
+            frames = container.logs(stream=True, follow=True, stdout=is_stdout, stderr=not is_stdout)
+            for line in _lines(frames):
+                logger.log("DEBUG" if is_stdout else level, "[{}] {}", job, line)
+                with self._lock:
+                    self.output_tail.append(line)
+                    if is_stdout:
+                        self._kept += len(line)
+                        if self._kept <= OUTPUT_LIMIT:
+                            self.stdout.append(line)
+                    else:
+                        self.stderr_tail.append(line)
+        except (APIError, NotFound, requests.RequestException) as error:
+            logger.debug("output of {} ended: {}", job, error)
+
+    def join(self) -> None:
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+
+def _lines(frames: Iterator[bytes]) -> Iterator[str]:
+    pending = b""
+    for frame in frames:
+        pending += frame
+        *complete, pending = pending.split(b"\n")
+        for line in complete:
+            yield line.decode("utf-8", "replace").rstrip("\r")
+    if pending:
+        yield pending.decode("utf-8", "replace")
+
+
+def _created_epoch(container) -> float:
+    created = container.attrs.get("Created", 0)
+    if isinstance(created, (int, float)):
+        return float(created)
+    try:
+        return datetime.fromisoformat(str(created).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return 0.0
+
+
+def _remove(container) -> None:
+    try:
+        container.remove(force=True, v=True)
+    except NotFound:
+        pass
+    except (APIError, requests.RequestException) as error:
+        logger.warning("could not remove job container {}: {} (`runner jobs gc` will)", container.name, error)

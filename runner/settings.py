@@ -1,0 +1,275 @@
+"""The one configuration schema: a TOML file plus RUNNER_* environment overrides.
+
+Precedence, highest first: environment (RUNNER_SECTION__FIELD), the TOML file, the defaults below.
+The file is `--config PATH`, else $RUNNER_CONFIG, else DEFAULT_CONFIG_PATH (which may be absent:
+the defaults then stand alone).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+DEFAULT_CONFIG_PATH = Path("/etc/offsite-backup/runner.toml")
+CONFIG_ENV = "RUNNER_CONFIG"
+ENV_PREFIX = "RUNNER_"
+ENV_DELIMITER = "__"
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> Any:
+    """Accept seconds as an integer or a string such as '90s', '15m', '6h', '2d'."""
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise ValueError("expected a duration such as 90, '90s', '15m', '6h' or '2d'")
+        return int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    return value
+
+
+Seconds = Annotated[int, BeforeValidator(parse_duration), Field(gt=0)]
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class PathSettings(Section):
+    state_dir: Path = Field(
+        Path("/var/lib/offsite-backup"),
+        description="Run history, metrics and the runner's own bookkeeping live here.",
+    )
+    staging_dir: Path = Field(
+        Path("/var/lib/offsite-backup/staging"),
+        description="Temporary files of a job in progress (e.g. a Vault snapshot before upload); "
+        "emptied after each job.",
+    )
+    cache_dir: Path = Field(
+        Path("/var/cache/offsite-backup"),
+        description="restic's cache, kept between runs so backups do not re-read repository indexes.",
+    )
+    secrets_dir: Path = Field(
+        Path("/run/offsite-backup/secrets"),
+        description="Directory where Vault Agent renders the secret files (a tmpfs); "
+        "jobs get individual files from it mounted read-only.",
+    )
+
+    @field_validator("*")
+    @classmethod
+    def _absolute(cls, path: Path) -> Path:
+        if not path.is_absolute():
+            raise ValueError("must be an absolute path")
+        return path
+
+
+class PodmanSettings(Section):
+    url: str = Field(
+        "unix:///run/podman/podman.sock",
+        description="Podman API socket. Rootless: unix:///run/user/UID/podman/podman.sock.",
+    )
+
+
+class ImageSettings(Section):
+    tools: str = Field(
+        "localhost/offsite-backup/tools:latest",
+        description="Image that job containers run: restic, rclone, PostgreSQL client tools, ssh.",
+    )
+    runner: str = Field(
+        "localhost/offsite-backup/runner:latest",
+        description="Image of the runner itself, started by the Quadlet units.",
+    )
+    base: str = Field(
+        "docker.io/library/debian:trixie-slim",
+        description="Base image of the project's images. When it can be neither found locally nor "
+        "pulled, `runner images build` builds `base_fallback` from `debian_mirror` with debootstrap.",
+    )
+    base_fallback: str = Field(
+        "localhost/debian:trixie",
+        description="Name of the base image built with debootstrap on hosts without a registry.",
+    )
+    debian_mirror: str = Field(
+        "http://deb.debian.org/debian", description="Debian mirror used by debootstrap."
+    )
+    debian_suite: str = Field("trixie", description="Debian release of the base image.")
+    python_version: str = Field(
+        "3.13",
+        pattern=r"^3\.\d+$",
+        description="Version of the base image's python3 (3.13 on Debian 13): the runner image's "
+        "wheels are fetched on the host for this version, so its build needs no network.",
+    )
+
+
+class JobSettings(Section):
+    user: str = Field(
+        "10001:10001",
+        description="UID:GID job containers run as (the tools image's `offsite` user). "
+        "Directories a job writes to are handed to this user.",
+    )
+    userns: str = Field(
+        "",
+        description="User namespace mode for job containers; empty for Podman's default. "
+        "Rootless installations use 'keep-id' together with `user` set to the backup user's UID:GID.",
+    )
+    timeout: Seconds = Field(
+        6 * 3600, description="Default limit on one job container's run time (seconds or '6h')."
+    )
+    pids_limit: int = Field(512, gt=0, description="Maximum number of processes in a job container.")
+    memory_limit: str = Field(
+        "", description="Memory limit of a job container, such as '2g'; empty for no limit."
+    )
+    tmpfs_size: str = Field("256m", description="Size of the tmpfs mounted at /tmp in job containers.")
+
+    @field_validator("user")
+    @classmethod
+    def _numeric_non_root(cls, value: str) -> str:
+        if not re.fullmatch(r"\d+(:\d+)?", value):
+            raise ValueError(f"must be UID or UID:GID in numbers, got {value!r}")
+        if value.split(":")[0] == "0":
+            raise ValueError("job containers never run as root (UID 0)")
+        return value
+
+
+class LogSettings(Section):
+    level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"] = Field(
+        "INFO", description="Lowest level written to the log (stderr, which systemd sends to the journal)."
+    )
+    job_output: Literal["DEBUG", "INFO"] = Field(
+        "INFO",
+        description="Level at which job containers' messages (stderr) are logged; their "
+        "machine-readable stdout is logged at DEBUG.",
+    )
+
+
+_toml_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("toml_file", default=None)
+
+
+class _TomlSource(PydanticBaseSettingsSource):
+    def get_field_value(self, field, field_name):  # pragma: no cover - __call__ does the work
+        return None, field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        path = _toml_file.get()
+        return read_toml(path) if path else {}
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter=ENV_DELIMITER,
+        extra="forbid",
+        validate_default=True,
+    )
+
+    paths: PathSettings = Field(default_factory=PathSettings, description="Where files live.")
+    podman: PodmanSettings = Field(default_factory=PodmanSettings, description="Podman API.")
+    images: ImageSettings = Field(default_factory=ImageSettings, description="Container images.")
+    jobs: JobSettings = Field(default_factory=JobSettings, description="Job container defaults.")
+    log: LogSettings = Field(default_factory=LogSettings, description="Logging.")
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+        return (init_settings, env_settings, _TomlSource(settings_cls))
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; `problems` lists every mistake found, each naming its origin."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class LoadedSettings:
+    settings: Settings
+    path: Path | None  # the TOML file used, or None when only defaults and environment apply
+
+
+def resolve_config_path(explicit: Path | None) -> tuple[Path | None, bool]:
+    """Return (path, required): an explicit or $RUNNER_CONFIG path must exist; the default may not."""
+    if explicit is not None:
+        return explicit, True
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV]), True
+    return DEFAULT_CONFIG_PATH, False
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError([f"{path}: not valid TOML: {error}"]) from None
+    except OSError as error:
+        raise ConfigError([f"{path}: cannot read: {error.strerror}"]) from None
+
+
+def load_settings(explicit: Path | None = None) -> LoadedSettings:
+    path, required = resolve_config_path(explicit)
+    if not path.exists():
+        if required:
+            raise ConfigError([f"{path}: configuration file not found"])
+        path = None
+    token = _toml_file.set(path)
+    try:
+        return LoadedSettings(Settings(), path)
+    except ValidationError as error:
+        raise ConfigError([_describe(e, path) for e in error.errors()]) from None
+    finally:
+        _toml_file.reset(token)
+
+
+def env_name(location: tuple[Any, ...]) -> str:
+    return ENV_PREFIX + ENV_DELIMITER.join(str(part) for part in location).upper()
+
+
+def _describe(error: dict[str, Any], path: Path | None) -> str:
+    location = tuple(error["loc"])
+    field = ".".join(str(part) for part in location) or "(top level)"
+    variable = _env_variable_for(location)
+    origin = f"environment {variable}" if variable else str(path) if path else "defaults"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown setting (check the spelling against examples/runner.toml)"
+    elif error["type"] != "missing" and "input" in error and not isinstance(error["input"], dict):
+        message += f" (got {error['input']!r})"
+    return f"{origin}: {field}: {message}"
+
+
+def _env_variable_for(location: tuple[Any, ...]) -> str | None:
+    """The RUNNER_* variable that set this field or one of its parents, if any."""
+    for depth in range(len(location), 0, -1):
+        name = env_name(location[:depth])
+        for variable in os.environ:
+            if variable.upper() == name:
+                return variable
+    return None
+
+
+_SECRET_NAME = re.compile(r"(?i)(password|passwd|secret|token|passphrase|credential|access_key|api_key|private_key)")
+_NOT_A_SECRET = re.compile(r"(?i)(_file|_path|_dir|_files)$")
+
+
+def redacted(value: Any, name: str = "") -> Any:
+    """A copy of a settings dump with secret-looking values masked (file paths are kept)."""
+    from runner.logs import MASK, mask
+
+    if isinstance(value, dict):
+        return {key: redacted(item, str(key)) for key, item in value.items()}
+    if isinstance(value, list):
+        return [redacted(item, name) for item in value]
+    if isinstance(value, str):
+        if value and _SECRET_NAME.search(name) and not _NOT_A_SECRET.search(name):
+            return MASK
+        return mask(value)
+    return value

@@ -1,0 +1,33 @@
+"""Directories that job containers write to, owned by the job user so a non-root job can use them."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from runner.settings import Settings
+
+
+def job_owner(settings: Settings) -> tuple[int, int]:
+    uid, _, gid = settings.jobs.user.partition(":")
+    return int(uid), int(gid or uid)
+
+
+def hand_to_job_user(path: Path, settings: Settings) -> None:
+    """Give a path to the job user. Only root can (rootless setups map the user with keep-id instead)."""
+    if os.geteuid() == 0:
+        uid, gid = job_owner(settings)
+        os.chown(path, uid, gid)
+
+
+def job_dir(path: Path, settings: Settings, mode: int = 0o700) -> Path:
+    """Create (or adopt) a directory a job container may write to."""
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(mode)
+    hand_to_job_user(path, settings)
+    return path
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
