@@ -198,7 +198,9 @@ class Engine:
     def _wait(self, container, timeout: int) -> tuple[int | None, bool]:
         try:
             return int(container.wait(condition=["exited", "stopped"], timeout=timeout)), False
-        except (requests.Timeout, requests.ConnectionError):
+        except (APIError, requests.RequestException) as error:
+            if not _is_timeout(error):
+                raise
             logger.warning("job container {} exceeded its {} s timeout: killing it", container.name, timeout)
             try:
                 container.kill()
@@ -208,9 +210,9 @@ class Engine:
             return None, True
 
     def job_containers(self) -> list:
-        return self.client.containers.list(all=True, filters={"label": [f"{MANAGED_LABEL}=true"]})
+        return self.client.containers.list(all=True, filters={"label": f"{MANAGED_LABEL}=true"})
 
-    def leftovers(self, include_running: bool = False) -> list:
+    def leftovers(self, include_running: bool = False, grace: float = LEFTOVER_GRACE_SECONDS) -> list:
         """Job containers no live run is responsible for."""
         now = time.time()
         found = []
@@ -218,8 +220,8 @@ class Engine:
             state = container.attrs.get("State", "")
             created = _created_epoch(container)
             deadline = float(container.labels.get(DEADLINE_LABEL, 0) or 0)
-            stale = state != "running" and now - created > LEFTOVER_GRACE_SECONDS
-            overdue = state == "running" and deadline and now > deadline + LEFTOVER_GRACE_SECONDS
+            stale = state != "running" and now - created > grace
+            overdue = state == "running" and deadline and now > deadline + grace
             if stale or overdue or include_running:
                 found.append(container)
         return found
@@ -274,6 +276,11 @@ def _lines(frames: Iterator[bytes]) -> Iterator[str]:
             yield line.decode("utf-8", "replace").rstrip("\r")
     if pending:
         yield pending.decode("utf-8", "replace")
+
+
+def _is_timeout(error: Exception) -> bool:
+    # podman-py wraps the HTTP read timeout of the wait call in an APIError
+    return isinstance(error, requests.Timeout) or isinstance(error.__cause__, requests.Timeout)
 
 
 def _created_epoch(container) -> float:

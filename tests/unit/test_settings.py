@@ -1,0 +1,141 @@
+import tomllib
+
+import pytest
+from click.testing import CliRunner
+
+from runner.cli import cli
+from runner.settings import ConfigError, Settings, load_settings, redacted
+from tests.conftest import EXAMPLE_CONFIG
+
+
+def field_paths(model_cls, prefix=""):
+    for name, info in model_cls.model_fields.items():
+        annotation = info.annotation
+        if isinstance(annotation, type) and hasattr(annotation, "model_fields"):
+            yield from field_paths(annotation, f"{prefix}{name}.")
+        else:
+            yield f"{prefix}{name}"
+
+
+def toml_paths(data, prefix=""):
+    for key, value in data.items():
+        if isinstance(value, dict):
+            yield from toml_paths(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}"
+
+
+def test_example_config_loads():
+    loaded = load_settings(EXAMPLE_CONFIG)
+    assert loaded.path == EXAMPLE_CONFIG
+    assert loaded.settings.jobs.timeout == 6 * 3600
+
+
+def test_example_config_covers_every_field():
+    with open(EXAMPLE_CONFIG, "rb") as handle:
+        in_example = set(toml_paths(tomllib.load(handle)))
+    assert set(field_paths(Settings)) == in_example
+
+
+def test_every_field_has_a_description():
+    def undescribed(model_cls, prefix=""):
+        for name, info in model_cls.model_fields.items():
+            if not info.description:
+                yield prefix + name
+            if isinstance(info.annotation, type) and hasattr(info.annotation, "model_fields"):
+                yield from undescribed(info.annotation, f"{prefix}{name}.")
+
+    assert list(undescribed(Settings)) == []
+
+
+def test_three_mistakes_are_all_reported_with_field_and_file(tmp_path):
+    config = tmp_path / "runner.toml"
+    config.write_text('[paths]\nstate_dir = "relative/dir"\n[jobs]\ntimeout = "soon"\nuser = "0:0"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    problems = caught.value.problems
+    assert len(problems) == 3
+    for field in ("paths.state_dir", "jobs.timeout", "jobs.user"):
+        assert any(field in problem and str(config) in problem for problem in problems), (field, problems)
+
+
+def test_unknown_setting_is_an_error_naming_it(tmp_path):
+    config = tmp_path / "runner.toml"
+    config.write_text("[jobs]\ntimout = 60\n")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    assert "jobs.timout" in caught.value.problems[0] and "unknown setting" in caught.value.problems[0]
+
+
+def test_invalid_toml_names_the_file(tmp_path):
+    config = tmp_path / "runner.toml"
+    config.write_text("[jobs\n")
+    with pytest.raises(ConfigError, match=str(config)):
+        load_settings(config)
+
+
+def test_explicit_missing_file_is_an_error(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_settings(tmp_path / "absent.toml")
+
+
+def test_environment_overrides_win_over_the_file(tmp_path, monkeypatch):
+    config = tmp_path / "runner.toml"
+    config.write_text('[jobs]\ntimeout = "1h"\npids_limit = 100\n')
+    monkeypatch.setenv("RUNNER_JOBS__TIMEOUT", "15m")
+    settings = load_settings(config).settings
+    assert settings.jobs.timeout == 900
+    assert settings.jobs.pids_limit == 100  # not overridden: the file's value stands
+
+
+def test_bad_environment_value_names_the_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("RUNNER_JOBS__PIDS_LIMIT", "many")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(EXAMPLE_CONFIG)
+    assert caught.value.problems == [
+        "environment RUNNER_JOBS__PIDS_LIMIT: jobs.pids_limit: Input should be a valid integer, "
+        "unable to parse string as an integer (got 'many')"
+    ]
+
+
+def test_runner_config_variable_selects_the_file(tmp_path, monkeypatch):
+    config = tmp_path / "runner.toml"
+    config.write_text('[log]\nlevel = "DEBUG"\n')
+    monkeypatch.setenv("RUNNER_CONFIG", str(config))
+    assert load_settings().settings.log.level == "DEBUG"
+
+
+@pytest.mark.parametrize("text, seconds", [(90, 90), ("90", 90), ("90s", 90), ("15m", 900), ("6h", 21600), ("2d", 172800)])
+def test_durations(text, seconds):
+    assert Settings(jobs={"timeout": text}).jobs.timeout == seconds
+
+
+def test_config_check_command_exit_codes(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[jobs]\ntimeout = "never"\n[paths]\ncache_dir = "cache"\n')
+    runner = CliRunner()
+    good_run = runner.invoke(cli, ["config", "check", str(EXAMPLE_CONFIG)])
+    assert good_run.exit_code == 0, good_run.output
+    bad_run = runner.invoke(cli, ["config", "check", str(bad)])
+    assert bad_run.exit_code == 2
+    assert "jobs.timeout" in bad_run.output and "paths.cache_dir" in bad_run.output
+
+
+def test_redaction_masks_secret_looking_values_but_keeps_file_paths():
+    data = {
+        "smtp": {"password": "hunter2-hunter2", "password_file": "/run/secrets/smtp"},
+        "ping_url": "https://user:s3cr3t-value@hc.example/ping",
+        "token": "",
+    }
+    shown = redacted(data)
+    assert shown["smtp"]["password"] == "********"
+    assert shown["smtp"]["password_file"] == "/run/secrets/smtp"
+    assert "s3cr3t-value" not in shown["ping_url"] and "hc.example/ping" in shown["ping_url"]
+    assert shown["token"] == ""
+
+
+def test_config_show_prints_effective_values(tmp_path, monkeypatch):
+    monkeypatch.setenv("RUNNER_JOBS__USER", "2000:2000")
+    result = CliRunner().invoke(cli, ["--config", str(EXAMPLE_CONFIG), "config", "show"])
+    assert result.exit_code == 0, result.output
+    assert 'user = "2000:2000"' in result.output
