@@ -176,9 +176,15 @@ class Engine:
         name = container_name(spec.name)
         options = container_options(spec, self.settings, name, time.time() + timeout)
         logger.info("job {} starting in {}: {}", spec.name, name, logs.format_command(spec.argv))
-        container = self.client.containers.create(**options)
         try:
-            container.start()
+            container = self.client.containers.create(**options)
+        except APIError as error:
+            raise JobError(f"job {spec.name}: Podman refused to create the container: {error.explanation or error}") from None
+        try:
+            try:
+                container.start()
+            except APIError as error:
+                raise JobError(f"job {spec.name}: Podman could not start the container: {error.explanation or error}") from None
             readers = _OutputReaders(container, spec.name, self.settings.log.job_output)
             exit_code, timed_out = self._wait(container, timeout)
             readers.join()
