@@ -19,7 +19,9 @@ from runner.settings import CONFIG_ENV, DEFAULT_CONFIG_PATH, ConfigError, Loaded
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
 
-console = Console()
+def console() -> Console:
+    # made per use, so that COLUMNS and the output stream in effect now are respected
+    return Console()
 
 
 class Context:
@@ -64,7 +66,8 @@ Configuration: --config PATH, else ${CONFIG_ENV}, else {DEFAULT_CONFIG_PATH}
 (if that file is absent, the built-in defaults apply). Any setting can be overridden
 from the environment: RUNNER_<SECTION>__<FIELD>, e.g. RUNNER_JOBS__TIMEOUT=2h.
 \b
-Exit codes: 0 success, 1 a job failed, 2 the configuration or the command line is wrong.""",
+Exit codes: 0 success, 1 a job failed, 2 the configuration or the command line is wrong,
+75 nothing failed but a destination was deferred by its upload quota.""",
 )
 @click.option("--config", "-c", type=click.Path(path_type=Path, dir_okay=False),
               help=f"TOML configuration file (default: ${CONFIG_ENV} or {DEFAULT_CONFIG_PATH}).")
@@ -106,8 +109,9 @@ def config_show(context: Context, as_json: bool):
     """Print the effective configuration (defaults, file and environment merged), with
     secret-looking values masked."""
     loaded = context.load()
-    data = redacted(loaded.settings.model_dump(mode="json"))
+    data = redacted(loaded.settings.model_dump(mode="json", exclude_none=True))
     click.echo(f"# effective configuration from {loaded.path or 'built-in defaults'} and RUNNER_* environment")
+    click.echo("# (settings left empty to take a derived default are omitted)")
     click.echo(json.dumps(data, indent=2) if as_json else tomli_w.dumps(data))
 
 
@@ -117,11 +121,12 @@ def images():
 
 
 @images.command("build")
-@click.argument("names", nargs=-1, type=click.Choice(["tools", "runner"]))
+@click.argument("names", nargs=-1)
 @click.option("--force", is_flag=True, help="Rebuild even when the inputs are unchanged.")
 @pass_context
 def images_build(context: Context, names: tuple[str, ...], force: bool):
-    """Build the tools and runner images (or only NAMES).
+    """Build the tools and runner images, or the NAMES given: tools, runner, and the
+    stand-ins for the integration suite and the demo (testbed-nas, ...).
 
     An image whose inputs (Containerfile, base image, runner source) are unchanged is skipped.
     When the base image can be neither found nor pulled, it is built from the Debian mirror with
@@ -162,7 +167,7 @@ def jobs_list(context: Context):
     for container in _engine(context).job_containers():
         table.add_row(container.name, container.labels.get(JOB_LABEL, "?"),
                       container.attrs.get("State", "?"), str(container.attrs.get("Created", "?")))
-    console.print(table)
+    console().print(table)
 
 
 @jobs.command("gc")
@@ -180,6 +185,151 @@ def jobs_gc(context: Context, everything: bool, dry_run: bool):
         if not dry_run:
             engine.remove(container)
     click.echo(f"{len(leftovers)} leftover job container(s)")
+
+
+def _selection(context: Context, destination_names: tuple[str, ...], source_names: tuple[str, ...]):
+    from runner import destinations, sources
+
+    try:
+        chosen = destinations.configured(context.settings, destination_names)
+        names = sources.enabled(context.settings, source_names)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    if not names:
+        raise click.UsageError("no source is enabled in the configuration (see [sources] in examples/runner.toml)")
+    return chosen, names
+
+
+def _report(results, as_json: bool) -> None:
+    from runner.results import exit_code
+
+    if as_json:
+        click.echo(json.dumps([_as_dict(result) for result in results], indent=2, default=str))
+        sys.exit(exit_code(results))
+    table = Table("source", "destination", "result", "details")
+    for result in results:
+        style = "green" if result.status.value == "ok" else "yellow" if not result.status.is_failure else "red"
+        table.add_row(result.source, result.destination, f"[{style}]{result.status.value}[/]", result.message)
+    console().print(table)
+    sys.exit(exit_code(results))
+
+
+def _as_dict(record) -> dict:
+    import dataclasses
+
+    data = dataclasses.asdict(record)
+    if "status" in data:
+        data["status"] = record.status.value
+    return data
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (for scripts).")
+destination_option = click.option(
+    "--destination", "-d", "destination_names", multiple=True,
+    help="Only this destination (repeatable). Default: every enabled destination.")
+source_option = click.option(
+    "--source", "-s", "source_names", multiple=True,
+    help="Only this source (repeatable). Default: every enabled source.")
+
+
+@cli.group()
+def repo():
+    """Create and inspect the restic repositories (one per source per destination)."""
+
+
+@repo.command("init")
+@destination_option
+@source_option
+@json_option
+@pass_context
+def repo_init(context: Context, destination_names, source_names, as_json):
+    """Initialize the repositories that do not exist yet (repository format 2, compressed).
+
+    Idempotent: existing repositories are left as they are. Backups never create repositories;
+    this command is the only one that does. Each repository's password is read from its password
+    file (restic.password_file), so it must exist first."""
+    from runner import repositories
+
+    chosen, names = _selection(context, destination_names, source_names)
+    _report(repositories.init(_engine(context), chosen, names), as_json)
+
+
+@repo.command("list")
+@destination_option
+@source_option
+@json_option
+@pass_context
+def repo_list(context: Context, destination_names, source_names, as_json):
+    """Show each repository: whether it is reachable and initialized, its snapshot count and size.
+
+    Takes no restic lock and writes nothing."""
+    from runner import repositories
+
+    chosen, names = _selection(context, destination_names, source_names)
+    states = repositories.describe(_engine(context), chosen, names)
+    code = 0 if all(s.state == "ok" for s in states) else EXIT_FAILED
+    if as_json:
+        click.echo(json.dumps([_as_dict(s) for s in states], indent=2))
+        sys.exit(code)
+    table = Table("destination", "source", "location", "state", "snapshots", "stored", "uncompressed")
+    for s in states:
+        table.add_row(s.destination, s.source, s.location, s.state, _number(s.snapshots),
+                      _size(s.stored_bytes), _size(s.uncompressed_bytes))
+    console().print(table)
+    sys.exit(code)
+
+
+@cli.command()
+@pass_context
+def quota(context: Context):
+    """Show each destination's upload quota and what the ledger counts as uploaded today (UTC)."""
+    from runner import destinations
+    from runner.quota import ledger
+
+    uploads = ledger(context.settings.paths.state_dir)
+    table = Table("destination", "daily quota", "uploaded today", "remaining")
+    for destination in destinations.configured(context.settings):
+        used = uploads.uploaded_today(destination.name)
+        limit = destination.quota
+        table.add_row(destination.name, _size(limit) if limit else "none", _size(used),
+                      _size(max(0, limit - used)) if limit else "-")
+    console().print(table)
+
+
+@cli.group("exec")
+def exec_():
+    """Run the scheduled jobs (what the systemd timers start)."""
+
+
+@exec_.command("backup")
+@click.argument("source_names", nargs=-1, metavar="[SOURCE]...")
+@destination_option
+@json_option
+@pass_context
+def exec_backup(context: Context, source_names, destination_names, as_json):
+    """Back up SOURCEs (default: every enabled source) to every enabled destination.
+
+    A destination that fails its preflight (unreachable NAS, missing key) is skipped and reported;
+    the others still run. A destination whose daily upload quota would be passed is deferred.
+    Exit code 1 if anything failed, 75 if nothing failed but something was deferred."""
+    from runner.backup import back_up
+
+    chosen, names = _selection(context, destination_names, source_names)
+    engine = _engine(context)
+    _report([result for source in names for result in back_up(context.settings, engine, source, chosen)], as_json)
+
+
+def _size(value: int | None) -> str:
+    if value is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+
+
+def _number(value: int | None) -> str:
+    return "-" if value is None else str(value)
 
 
 @cli.command()
@@ -202,7 +352,7 @@ def selftest(context: Context, path: Path | None):
     for snapshot in report.snapshots:
         table.add_row(snapshot.get("short_id", ""), snapshot.get("time", "")[:19], snapshot.get("hostname", ""),
                       " ".join(snapshot.get("paths", [])), " ".join(snapshot.get("tags", [])))
-    console.print(table)
+    console().print(table)
     click.echo(f"selftest passed: snapshot {report.snapshot_id[:8]} ({report.files} files, {report.bytes} bytes) "
                "restored byte-identical")
 

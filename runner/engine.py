@@ -62,7 +62,7 @@ class JobSpec:
     argv: tuple[str, ...]
     image: str | None = None  # None: the tools image
     mounts: tuple[Mount, ...] = ()
-    network: str | None = None  # None: no network at all
+    networks: tuple[str, ...] = ()  # Podman networks to join, or ("host",); none: no network at all
     env: Mapping[str, str] = field(default_factory=dict)  # never secrets: `podman inspect` shows them
     timeout: int | None = None  # seconds; None: settings.jobs.timeout
     labels: Mapping[str, str] = field(default_factory=dict)
@@ -127,7 +127,7 @@ def container_options(spec: JobSpec, settings: Settings, name: str, deadline: fl
         "read_only": True,
         "cap_drop": ["ALL"],
         "no_new_privileges": True,
-        "network_mode": spec.network if spec.network else "none",
+        **network_options(spec.networks),
         "pids_limit": jobs.pids_limit,
         "log_config": {"Type": "k8s-file"},
         "mounts": [
@@ -141,6 +141,16 @@ def container_options(spec: JobSpec, settings: Settings, name: str, deadline: fl
     if jobs.memory_limit:
         options["mem_limit"] = jobs.memory_limit
     return options
+
+
+def network_options(networks: tuple[str, ...]) -> dict:
+    if not networks:
+        return {"network_mode": "none"}
+    if networks == ("host",):
+        return {"network_mode": "host"}
+    if "host" in networks:
+        raise JobError("the host network cannot be combined with other networks")
+    return {"network_mode": "bridge", "networks": {name: {} for name in dict.fromkeys(networks)}}
 
 
 class Engine:

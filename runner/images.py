@@ -144,22 +144,49 @@ def _run_step(what: str, argv: list[str]) -> None:
         raise ImageBuildError(f"could not {what}: {_tail(result.stdout + result.stderr)}")
 
 
+TESTBED_PREFIX = "testbed-"
+DEFAULT_IMAGES = ("tools", "runner")
+
+
+def context_dir(name: str) -> Path:
+    if name.startswith(TESTBED_PREFIX):
+        return IMAGES_DIR / "testbed" / name.removeprefix(TESTBED_PREFIX)
+    return IMAGES_DIR / name
+
+
+def testbed_names() -> list[str]:
+    return sorted(TESTBED_PREFIX + d.name for d in (IMAGES_DIR / "testbed").iterdir() if (d / "Containerfile").is_file())
+
+
+def testbed_tag(name: str) -> str:
+    return f"localhost/offsite-backup/{TESTBED_PREFIX}{name}:latest"
+
+
 def recipes(settings: Settings) -> list[Recipe]:
-    return [
-        Recipe("tools", settings.images.tools, tuple(files_under(IMAGES_DIR / "tools"))),
+    """The project's images, then the stand-ins the integration suite and the demo use."""
+    project = [
+        Recipe("tools", settings.images.tools, tuple(files_under(context_dir("tools")))),
         Recipe(
             "runner", settings.images.runner,
-            tuple(files_under(IMAGES_DIR / "runner", PROJECT_ROOT / "runner", PROJECT_ROOT / "pyproject.toml")),
+            tuple(files_under(context_dir("runner"), PROJECT_ROOT / "runner", PROJECT_ROOT / "pyproject.toml")),
             _runner_wheels,
         ),
     ]
+    testbed = [Recipe(name, testbed_tag(name.removeprefix(TESTBED_PREFIX)), tuple(files_under(context_dir(name))))
+               for name in testbed_names()]
+    return project + testbed
 
 
 def build(settings: Settings, names: Iterable[str] | None = None, force: bool = False) -> dict[str, str]:
-    """Build the named images (all by default); returns name -> 'built' or 'up to date'."""
+    """Build the named images (tools and runner by default); returns name -> 'built' or 'up to date'."""
     if not IMAGES_DIR.is_dir():
         raise ImageBuildError(f"{IMAGES_DIR} not found: run `runner images build` from a checkout of the project")
-    selected = [r for r in recipes(settings) if names is None or r.name in set(names)]
+    wanted = set(names or DEFAULT_IMAGES)
+    known = recipes(settings)
+    unknown = wanted - {r.name for r in known}
+    if unknown:
+        raise ImageBuildError(f"no image named {', '.join(sorted(unknown))} (known: {', '.join(r.name for r in known)})")
+    selected = [r for r in known if r.name in wanted]
     base = ensure_base(settings)
     base_id = image_id(base)
     report = {}
@@ -173,7 +200,7 @@ def build(settings: Settings, names: Iterable[str] | None = None, force: bool = 
         previous = image_id(recipe.tag) if image_exists(recipe.tag) else None
         with tempfile.TemporaryDirectory(prefix=f"offsite-backup-{recipe.name}-") as tmp:
             context = Path(tmp) / "context"
-            shutil.copytree(IMAGES_DIR / recipe.name, context)
+            shutil.copytree(context_dir(recipe.name), context)
             if recipe.prepare:
                 recipe.prepare(context, settings)
             podman("build", "--quiet", "--pull=never", "--build-arg", f"BASE_IMAGE={base}",

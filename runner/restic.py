@@ -64,10 +64,12 @@ class Repository:
     options: tuple[str, ...] = ()  # extended options, "-o" key=value
     limit_upload_kib: int | None = None
     limit_download_kib: int | None = None
+    compression: str = "auto"
 
 
 def global_args(repo: Repository) -> list[str]:
-    args = ["--repo", repo.location, "--password-file", repo.password_file, "--json"]
+    args = ["--repo", repo.location, "--password-file", repo.password_file, "--json",
+            "--compression", repo.compression]
     args += ["--cache-dir", repo.cache_dir] if repo.cache_dir else ["--no-cache"]
     for option in repo.options:
         args += ["--option", option]
@@ -116,6 +118,11 @@ def snapshots(repo: Repository, *, host: str | None = None, tags: Iterable[str] 
 def restore(repo: Repository, snapshot: str, target: str, *, includes: Iterable[str] = ()) -> list[str]:
     include_args = [arg for pattern in includes for arg in ("--include", pattern)]
     return ["restic", *global_args(repo), "restore", snapshot, "--target", target, *include_args]
+
+
+def stats(repo: Repository, mode: str = "raw-data") -> list[str]:
+    """Repository size and snapshot count; takes no lock, so it never writes."""
+    return ["restic", *global_args(repo), "--no-lock", "stats", "--mode", mode]
 
 
 def cat_config(repo: Repository) -> list[str]:

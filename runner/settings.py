@@ -39,6 +39,24 @@ def parse_duration(value: Any) -> Any:
 
 Seconds = Annotated[int, BeforeValidator(parse_duration), Field(gt=0)]
 
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)(b?)\s*$", re.IGNORECASE)
+_POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
+
+
+def parse_size(value: Any) -> Any:
+    """Bytes as an integer, or '750GB' / '10MB' (powers of 1000), '100MiB' / '100M' (powers of 1024)."""
+    if isinstance(value, str):
+        match = _SIZE.match(value)
+        if not match:
+            raise ValueError("expected a size such as 1048576, '10MB', '750GB', '100MiB' or '100M'")
+        number, prefix, binary, byte = match.groups()
+        base = 1000 if byte and not binary else 1024
+        return int(float(number) * base ** _POWERS[prefix.lower()])
+    return value
+
+
+Bytes = Annotated[int, BeforeValidator(parse_size), Field(ge=0)]
+
 
 class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
@@ -150,6 +168,128 @@ class LogSettings(Section):
     )
 
 
+_NAME = r"^[a-z0-9][a-z0-9-]*$"
+
+
+class ResticSettings(Section):
+    host: str = Field(
+        "homeserver",
+        description="Host name recorded in every snapshot. Keep it stable: restic finds a backup's "
+        "parent snapshot by host and paths.",
+    )
+    compression: Literal["auto", "max", "off"] = Field(
+        "auto", description="Compression of new data in the repositories (repository format 2)."
+    )
+    password_file: str = Field(
+        "",
+        description="Repository password file; '{source}' is replaced by the source name. Empty: "
+        "'<paths.secrets_dir>/restic-{source}.password'. Each source may have its own password; "
+        "a destination may override this with its own `password_file`.",
+    )
+
+
+class DestinationBase(Section):
+    enabled: bool = Field(True, description="A disabled destination is skipped by every command.")
+    password_file: str = Field(
+        "", description="Overrides restic.password_file for this destination ('{source}' allowed)."
+    )
+    bandwidth_limit: Bytes = Field(0, description="Bytes per second, up and down ('10MB'); 0 for no limit.")
+    daily_upload_quota: Bytes = Field(
+        0, description="Bytes that may be uploaded per UTC day; a backup that would pass it is "
+        "deferred. 0 for no quota.",
+    )
+    timeout: Seconds | None = Field(None, description="Time limit of one job on this destination; "
+                                    "empty for jobs.timeout.")
+
+
+class LocalDestination(DestinationBase):
+    kind: Literal["local"] = Field(description="A directory on this host (or a mounted disk).")
+    path: str = Field(
+        "/var/lib/offsite-backup/repositories/{source}",
+        description="Repository directory; '{source}' is replaced by the source name.",
+    )
+
+
+class NasDestination(DestinationBase):
+    kind: Literal["nas"] = Field(description="A NAS reached over SSH/SFTP (restic's sftp backend).")
+    host: str = Field(description="Host name or address of the NAS (e.g. its Tailscale name).")
+    port: int = Field(22, ge=1, le=65535, description="SSH port of the NAS.")
+    user: str = Field("backup", description="SSH user on the NAS.")
+    path: str = Field(
+        "/backups/homeserver/{source}",
+        description="Repository path on the NAS; '{source}' is replaced by the source name.",
+    )
+    private_key_file: Path | None = Field(
+        None, description="Ed25519 private key. Empty: '<paths.secrets_dir>/<name>-ssh-key'."
+    )
+    known_hosts_file: Path | None = Field(
+        None,
+        description="Pinned host key(s) of the NAS in known_hosts format ('[host]:port' for a port "
+        "other than 22). Empty: '<paths.secrets_dir>/<name>-known_hosts'. Unknown or changed "
+        "keys are refused, never accepted on first use.",
+    )
+    connect_timeout: Seconds = Field(10, description="Seconds to wait for the NAS to answer.")
+    keepalive_interval: Seconds = Field(
+        15, description="Seconds between SSH keep-alive probes (ServerAliveInterval)."
+    )
+    keepalive_count: int = Field(
+        4, ge=1, description="Unanswered keep-alive probes after which the link counts as dead."
+    )
+    network: str = Field(
+        "podman",
+        description="Podman network of the job containers that talk to the NAS ('host' to use the "
+        "host's network directly).",
+    )
+    bandwidth_limit: Bytes = Field(10_000_000, description="Bytes per second, up and down; 0 for no limit.")
+
+
+class GDriveDestination(DestinationBase):
+    kind: Literal["gdrive"] = Field(description="Google Drive through rclone (restic's rclone backend).")
+    service_account_file: Path | None = Field(
+        None,
+        description="Google service-account JSON key. Empty: '<paths.secrets_dir>/<name>-service-account.json'. "
+        "Referenced by the rendered rclone remote, never copied into it.",
+    )
+    path: str = Field(
+        "Backups/homeserver/{source}",
+        description="Repository folder in the Drive; '{source}' is replaced by the source name.",
+    )
+    chunk_size: str = Field("100M", pattern=r"^\d+[KMG]?$", description="rclone drive upload chunk size.")
+    team_drive: str = Field(
+        "", description="ID of a shared drive to use (service accounts own no storage of their own)."
+    )
+    impersonate: str = Field(
+        "", description="User to impersonate with domain-wide delegation (Google Workspace)."
+    )
+    daily_upload_quota: Bytes = Field(
+        750_000_000_000, description="Drive's upload cap per day; a backup that would pass it is deferred."
+    )
+    network: str = Field("podman", description="Podman network of the job containers that talk to Google.")
+
+
+DestinationConfig = Annotated[LocalDestination | NasDestination | GDriveDestination, Field(discriminator="kind")]
+DESTINATION_KINDS = ("local", "nas", "gdrive")
+
+
+class FilesSource(Section):
+    paths: list[Path] = Field(
+        [], description="Directories or files to back up (e.g. configuration); none: the source is off."
+    )
+    excludes: list[str] = Field([], description="restic exclude patterns.")
+
+    @field_validator("paths")
+    @classmethod
+    def _absolute_paths(cls, paths: list[Path]) -> list[Path]:
+        for path in paths:
+            if not path.is_absolute():
+                raise ValueError(f"{str(path)!r} must be an absolute path")
+        return paths
+
+
+class SourceSettings(Section):
+    files: FilesSource = Field(default_factory=FilesSource, description="Plain files and directories.")
+
+
 _toml_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("toml_file", default=None)
 
 
@@ -175,6 +315,21 @@ class Settings(BaseSettings):
     images: ImageSettings = Field(default_factory=ImageSettings, description="Container images.")
     jobs: JobSettings = Field(default_factory=JobSettings, description="Job container defaults.")
     log: LogSettings = Field(default_factory=LogSettings, description="Logging.")
+    restic: ResticSettings = Field(default_factory=ResticSettings, description="restic options.")
+    destinations: dict[str, DestinationConfig] = Field(
+        default_factory=lambda: {"local": LocalDestination(kind="local")},
+        description="Where backups go, by name; each holds one repository per source. "
+        "Default: one local destination.",
+    )
+    sources: SourceSettings = Field(default_factory=SourceSettings, description="What is backed up.")
+
+    @field_validator("destinations")
+    @classmethod
+    def _destination_names(cls, destinations: dict) -> dict:
+        for name in destinations:
+            if not re.match(_NAME, name):
+                raise ValueError(f"destination name {name!r}: use lower-case letters, digits and '-'")
+        return destinations
 
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
@@ -235,6 +390,8 @@ def env_name(location: tuple[Any, ...]) -> str:
 
 def _describe(error: dict[str, Any], path: Path | None) -> str:
     location = tuple(error["loc"])
+    if location[:1] == ("destinations",) and len(location) > 3 and location[2] in DESTINATION_KINDS:
+        location = location[:2] + location[3:]  # pydantic adds the union's tag; the file has no such level
     field = ".".join(str(part) for part in location) or "(top level)"
     variable = _env_variable_for(location)
     origin = f"environment {variable}" if variable else str(path) if path else "defaults"

@@ -45,3 +45,38 @@ def podman_json(*args):
 
 def containers_named(name):
     return podman_json("ps", "--all", "--format", "json", "--filter", f"name={name}")
+
+
+def write_config(settings: Settings, path):
+    """The settings as the TOML file the CLI reads."""
+    import tomli_w
+
+    path.write_text(tomli_w.dumps(settings.model_dump(mode="json", exclude_none=True)))
+    return path
+
+
+def private_file(path, content: str, settings: Settings):
+    """A secret file as Vault Agent would leave it: private, readable by the job user."""
+    from runner.workspace import hand_to_job_user
+
+    path.write_text(content)
+    path.chmod(0o400)
+    hand_to_job_user(path, settings)
+    return path
+
+
+@pytest.fixture(scope="session")
+def testcontainers_env(engine, settings):
+    """testcontainers talks to Podman's Docker-compatible API; Ryuk's image cannot be pulled here."""
+    import os
+
+    os.environ.setdefault("DOCKER_HOST", settings.podman.url)
+    os.environ["TESTCONTAINERS_RYUK_DISABLED"] = "true"
+
+
+def run_tools(settings: Settings, *command: str, mounts: tuple[str, ...] = ()) -> str:
+    """A one-off command in the tools image, as root (for test fixtures, not for jobs)."""
+    volumes = [arg for mount in mounts for arg in ("-v", mount)]
+    result = subprocess.run(["podman", "run", "--rm", "--user", "0", *volumes, settings.images.tools, *command],
+                            capture_output=True, text=True, check=True)
+    return result.stdout

@@ -25,7 +25,12 @@ def test_hardened_by_default():
 
 
 def test_network_only_when_asked():
-    assert options(JobSpec(name="x", argv=("true",), network="backup-net"))["network_mode"] == "backup-net"
+    joined = options(JobSpec(name="x", argv=("true",), networks=("backup-net", "podman")))
+    assert joined["network_mode"] == "bridge"
+    assert joined["networks"] == {"backup-net": {}, "podman": {}}
+    assert options(JobSpec(name="x", argv=("true",), networks=("host",)))["network_mode"] == "host"
+    with pytest.raises(JobError):
+        options(JobSpec(name="x", argv=("true",), networks=("host", "podman")))
 
 
 def test_labels_identify_the_job_for_gc():

@@ -4,7 +4,15 @@ import pytest
 from click.testing import CliRunner
 
 from runner.cli import cli
-from runner.settings import ConfigError, Settings, load_settings, redacted
+from runner.settings import (
+    ConfigError,
+    GDriveDestination,
+    LocalDestination,
+    NasDestination,
+    Settings,
+    load_settings,
+    redacted,
+)
 from tests.conftest import EXAMPLE_CONFIG
 
 
@@ -13,7 +21,7 @@ def field_paths(model_cls, prefix=""):
         annotation = info.annotation
         if isinstance(annotation, type) and hasattr(annotation, "model_fields"):
             yield from field_paths(annotation, f"{prefix}{name}.")
-        else:
+        elif name != "destinations":
             yield f"{prefix}{name}"
 
 
@@ -33,8 +41,14 @@ def test_example_config_loads():
 
 def test_example_config_covers_every_field():
     with open(EXAMPLE_CONFIG, "rb") as handle:
-        in_example = set(toml_paths(tomllib.load(handle)))
-    assert set(field_paths(Settings)) == in_example
+        example = tomllib.load(handle)
+    destinations = example.pop("destinations")
+    assert set(field_paths(Settings)) == set(toml_paths(example))
+    for kind in (LocalDestination, NasDestination, GDriveDestination):
+        tag = kind.model_fields["kind"].annotation.__args__[0]
+        shown = [d for d in destinations.values() if d["kind"] == tag]
+        assert shown, f"examples/runner.toml shows no {tag} destination"
+        assert set(kind.model_fields) == set(shown[0]), tag
 
 
 def test_every_field_has_a_description():
@@ -139,3 +153,14 @@ def test_config_show_prints_effective_values(tmp_path, monkeypatch):
     result = CliRunner().invoke(cli, ["--config", str(EXAMPLE_CONFIG), "config", "show"])
     assert result.exit_code == 0, result.output
     assert 'user = "2000:2000"' in result.output
+
+
+def test_destination_errors_name_the_destination_field(tmp_path):
+    config = tmp_path / "runner.toml"
+    config.write_text('[destinations.nas]\nkind = "nas"\nport = 0\n[destinations.cloud]\nkind = "dropbox"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    problems = "\n".join(caught.value.problems)
+    assert f"{config}: destinations.nas.host: Field required" in problems
+    assert f"{config}: destinations.nas.port: Input should be greater than or equal to 1" in problems
+    assert "destinations.cloud" in problems and "'local', 'nas', 'gdrive'" in problems

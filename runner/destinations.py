@@ -1,0 +1,260 @@
+"""Destinations: where a source's repository lives and what a job container needs to reach it.
+
+Each destination kind turns its settings into a RepositoryAccess for one source: the restic
+repository as the job container sees it, the files to mount, the network, and a preflight that
+fails fast with a message naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from runner import rclone, restic
+from runner.engine import JobSpec, Mount
+from runner.secretfiles import SecretFileError, check_private_file
+from runner.settings import GDriveDestination, LocalDestination, NasDestination, Settings
+from runner.workspace import job_dir
+
+SECRETS = "/run/secrets"
+PASSWORD = f"{SECRETS}/restic-password"
+CACHE = "/cache"
+LOCAL_REPO = "/repo"
+
+
+class DestinationUnavailable(Exception):
+    """The destination cannot be used now (unreachable, missing key...); other destinations go on."""
+
+
+class RepositoryMissing(Exception):
+    """No repository at the location: it is created only by `runner repo init`."""
+
+
+@dataclass(frozen=True)
+class RepositoryAccess:
+    destination: str
+    source: str
+    location: str  # as a person reads it, e.g. sftp:backup@nas:/backups/homeserver/vault
+    repository: restic.Repository
+    mounts: tuple[Mount, ...]
+    networks: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    timeout: int | None = None
+
+
+def init_hint(destination: str, source: str) -> str:
+    return f"initialize it with `runner repo init --destination {destination} --source {source}`"
+
+
+class Destination:
+    kind = ""
+
+    def __init__(self, name: str, config, settings: Settings):
+        self.name = name
+        self.config = config
+        self.settings = settings
+
+    @property
+    def quota(self) -> int:
+        return self.config.daily_upload_quota
+
+    def password_file(self, source: str) -> Path:
+        template = self.config.password_file or self.settings.restic.password_file
+        if template:
+            return Path(template.format(source=source))
+        return self.settings.paths.secrets_dir / f"restic-{source}.password"
+
+    def secret_path(self, configured: Path | None, suffix: str) -> Path:
+        return configured or self.settings.paths.secrets_dir / f"{self.name}-{suffix}"
+
+    def preflight(self) -> None:
+        """Raise DestinationUnavailable when the destination cannot be used now."""
+
+    def diagnose(self, engine, access: RepositoryAccess) -> str:
+        """After restic failed to open the repository: what the transport itself says, if anything."""
+        return ""
+
+    def access(self, source: str, create: bool = False) -> RepositoryAccess:
+        password = self.password_file(source)
+        try:
+            check_private_file(password, f"repository password file of {source} on {self.name}")
+        except SecretFileError as error:
+            raise DestinationUnavailable(str(error)) from None
+        location, mounts, networks, env, options = self._reach(source, create)
+        limit = max(1, self.config.bandwidth_limit // 1024) if self.config.bandwidth_limit else None
+        cache = job_dir(self.settings.paths.cache_dir / "restic", self.settings)
+        repository = restic.Repository(location, PASSWORD, cache_dir=CACHE, options=options,
+                                       limit_upload_kib=limit, limit_download_kib=limit)
+        return RepositoryAccess(
+            destination=self.name, source=source, location=self.describe(source), repository=repository,
+            mounts=(Mount(password, PASSWORD), Mount(cache, CACHE, read_only=False), *mounts),
+            networks=networks, env=env, timeout=self.config.timeout,
+        )
+
+    def describe(self, source: str) -> str:
+        raise NotImplementedError
+
+    def _reach(self, source: str, create: bool):
+        """(restic location, mounts, networks, environment, restic options) for one source."""
+        raise NotImplementedError
+
+
+class Local(Destination):
+    kind = "local"
+    config: LocalDestination
+
+    def path(self, source: str) -> Path:
+        return Path(self.config.path.format(source=source))
+
+    def describe(self, source: str) -> str:
+        return str(self.path(source))
+
+    def _reach(self, source: str, create: bool):
+        path = self.path(source)
+        if create:
+            job_dir(path, self.settings)
+        elif not (path / "config").is_file():
+            raise RepositoryMissing(f"no repository at {path}: {init_hint(self.name, source)}")
+        return LOCAL_REPO, (Mount(path, LOCAL_REPO, read_only=False),), (), {}, ()
+
+
+class Nas(Destination):
+    kind = "nas"
+    config: NasDestination
+    KEY = f"{SECRETS}/ssh-key"
+    KNOWN_HOSTS = f"{SECRETS}/known_hosts"
+
+    @property
+    def key_file(self) -> Path:
+        return self.secret_path(self.config.private_key_file, "ssh-key")
+
+    @property
+    def known_hosts_file(self) -> Path:
+        return self.secret_path(self.config.known_hosts_file, "known_hosts")
+
+    def preflight(self) -> None:
+        try:
+            check_private_file(self.key_file, f"SSH private key of {self.name}")
+            check_private_file(self.known_hosts_file, f"known_hosts file of {self.name}")
+        except SecretFileError as error:
+            raise DestinationUnavailable(str(error)) from None
+        wait_for_ssh(self.name, self.config.host, self.config.port, self.config.connect_timeout)
+
+    def ssh_command(self) -> str:
+        c = self.config
+        options = {
+            "IdentitiesOnly": "yes", "UserKnownHostsFile": self.KNOWN_HOSTS, "GlobalKnownHostsFile": "/dev/null",
+            "StrictHostKeyChecking": "yes", "UpdateHostKeys": "no", "BatchMode": "yes",
+            "PasswordAuthentication": "no", "ConnectTimeout": str(c.connect_timeout),
+            "ServerAliveInterval": str(c.keepalive_interval), "ServerAliveCountMax": str(c.keepalive_count),
+        }
+        flags = " ".join(f"-o {key}={value}" for key, value in options.items())
+        return f"ssh -F /dev/null -i {self.KEY} {flags} -p {c.port} {c.user}@{c.host} -s sftp"
+
+    def diagnose(self, engine, access: RepositoryAccess) -> str:
+        # restic may exit before relaying ssh's own message ("Host key verification failed.");
+        # ssh run on its own says reliably why the session could not start.
+        probe = engine.run(JobSpec(name=f"ssh-probe-{self.name}", argv=tuple(shlex.split(self.ssh_command())),
+                                   mounts=access.mounts, networks=access.networks, timeout=60))
+        if probe.ok:
+            return ""
+        return " ".join(probe.stderr_tail) or f"ssh exited with code {probe.exit_code}"
+
+    def describe(self, source: str) -> str:
+        c = self.config
+        return f"sftp:{c.user}@{c.host}:{c.path.format(source=source)}"
+
+    def _reach(self, source: str, create: bool):
+        mounts = (Mount(self.key_file, self.KEY), Mount(self.known_hosts_file, self.KNOWN_HOSTS))
+        return self.describe(source), mounts, (self.config.network,), {}, (f"sftp.command={self.ssh_command()}",)
+
+
+class GDrive(Destination):
+    kind = "gdrive"
+    config: GDriveDestination
+    REMOTE = "gdrive"
+    SERVICE_ACCOUNT = f"{SECRETS}/service-account.json"
+    RCLONE_CONFIG = "/run/rclone/rclone.conf"
+
+    @property
+    def service_account_file(self) -> Path:
+        return self.secret_path(self.config.service_account_file, "service-account.json")
+
+    def preflight(self) -> None:
+        path = self.service_account_file
+        try:
+            check_private_file(path, f"service-account file of {self.name}")
+            document = json.loads(path.read_text())
+        except SecretFileError as error:
+            raise DestinationUnavailable(str(error)) from None
+        except (ValueError, UnicodeDecodeError) as error:
+            raise DestinationUnavailable(f"service-account file {path} of {self.name} is not JSON: {error}") from None
+        missing = [k for k in ("type", "client_email", "private_key") if not isinstance(document, dict) or k not in document]
+        if missing or document.get("type") != "service_account":
+            raise DestinationUnavailable(
+                f"service-account file {path} of {self.name} is not a service-account key "
+                f"(missing or wrong: {', '.join(missing) or 'type'})")
+
+    def rclone_remote(self) -> tuple[dict[str, str], tuple[Mount, ...]]:
+        """The remote's options and the files it needs mounted."""
+        remote = rclone.drive_remote(self.config, self.SERVICE_ACCOUNT)
+        return remote, (Mount(self.service_account_file, self.SERVICE_ACCOUNT),)
+
+    def describe(self, source: str) -> str:
+        return f"rclone:{self.REMOTE}:{self.config.path.format(source=source)}"
+
+    def _reach(self, source: str, create: bool):
+        remote, mounts = self.rclone_remote()
+        config_file = write_atomically(
+            self.settings.paths.state_dir / "rclone" / f"{self.name}.conf",
+            rclone.render_config({self.REMOTE: remote}))
+        mounts = (*mounts, Mount(config_file, self.RCLONE_CONFIG))
+        return self.describe(source), mounts, (self.config.network,), {"RCLONE_CONFIG": self.RCLONE_CONFIG}, ()
+
+
+KINDS: dict[str, type[Destination]] = {"local": Local, "nas": Nas, "gdrive": GDrive}
+
+
+def configured(settings: Settings, names: tuple[str, ...] | list[str] = ()) -> list[Destination]:
+    """The enabled destinations (or the named ones), in configuration order."""
+    unknown = set(names) - set(settings.destinations)
+    if unknown:
+        raise ValueError(f"no destination named {', '.join(sorted(unknown))} "
+                         f"(configured: {', '.join(settings.destinations) or 'none'})")
+    wanted = [name for name, config in settings.destinations.items() if (name in names if names else config.enabled)]
+    return [KINDS[settings.destinations[name].kind](name, settings.destinations[name], settings) for name in wanted]
+
+
+def wait_for_ssh(name: str, host: str, port: int, timeout: float) -> None:
+    """The NAS must accept a TCP connection and greet as an SSH server within the timeout."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as connection:
+            connection.settimeout(timeout)
+            greeting = connection.recv(64)
+    except socket.gaierror as error:
+        raise DestinationUnavailable(f"{name}: cannot resolve NAS host {host}: {error.strerror}") from None
+    except TimeoutError:
+        raise DestinationUnavailable(f"{name}: NAS {host} port {port} did not answer within {timeout} s") from None
+    except OSError as error:
+        raise DestinationUnavailable(f"{name}: cannot reach NAS {host} port {port}: {error.strerror or error}") from None
+    if not greeting.startswith(b"SSH-"):
+        raise DestinationUnavailable(f"{name}: {host} port {port} answers, but not as an SSH server")
+
+
+def write_atomically(path: Path, text: str, mode: int = 0o644) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(handle, "w") as stream:
+            stream.write(text)
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    return path

@@ -1,0 +1,75 @@
+"""The daily upload ledger: bytes each destination received per UTC day, kept across restarts.
+
+Fed from restic's backup summary (bytes added after compression). Before a backup, today's
+total plus the expected upload (the largest this source has sent there recently) is compared
+with the destination's daily quota.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+from runner.destinations import write_atomically
+
+KEEP_DAYS = 35
+
+
+def today() -> str:
+    return datetime.now(timezone.utc).date().isoformat()
+
+
+@dataclass(frozen=True)
+class QuotaCheck:
+    uploaded_today: int
+    expected: int
+    quota: int
+
+    @property
+    def exceeded(self) -> bool:
+        return bool(self.quota) and self.uploaded_today + self.expected > self.quota
+
+
+class UploadLedger:
+    def __init__(self, path: Path):
+        self.path = path
+
+    @contextmanager
+    def _locked(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path.with_suffix(".lock"), "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            yield
+
+    def _entries(self) -> list[dict]:
+        try:
+            return json.loads(self.path.read_text())["uploads"]
+        except FileNotFoundError:
+            return []
+
+    def uploaded_today(self, destination: str) -> int:
+        day = today()
+        return sum(e["bytes"] for e in self._entries() if e["destination"] == destination and e["day"] == day)
+
+    def expected(self, destination: str, source: str) -> int:
+        return max((e["bytes"] for e in self._entries() if e["destination"] == destination and e["source"] == source),
+                   default=0)
+
+    def check(self, destination: str, source: str, quota: int) -> QuotaCheck:
+        return QuotaCheck(self.uploaded_today(destination), self.expected(destination, source), quota)
+
+    def record(self, destination: str, source: str, nbytes: int) -> None:
+        with self._locked():
+            oldest = (datetime.now(timezone.utc) - timedelta(days=KEEP_DAYS)).date().isoformat()
+            entries = [e for e in self._entries() if e["day"] >= oldest]
+            entries.append({"day": today(), "destination": destination, "source": source, "bytes": int(nbytes),
+                            "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+            write_atomically(self.path, json.dumps({"version": 1, "uploads": entries}, indent=1), mode=0o600)
+
+
+def ledger(state_dir: Path) -> UploadLedger:
+    return UploadLedger(state_dir / "upload-ledger.json")

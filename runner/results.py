@@ -1,0 +1,43 @@
+"""What a job run came to, for one source on one destination, and the command's exit code."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_DEFERRED = 75  # EX_TEMPFAIL: nothing failed, but something was put off (quota)
+
+
+class Status(Enum):
+    OK = "ok"
+    FAILED = "failed"
+    TIMED_OUT = "timed out"
+    UNAVAILABLE = "destination unavailable"
+    REPOSITORY_MISSING = "repository missing"
+    DEFERRED = "deferred by quota"
+
+    @property
+    def is_failure(self) -> bool:
+        return self not in (Status.OK, Status.DEFERRED)
+
+
+@dataclass
+class RunResult:
+    source: str
+    destination: str
+    status: Status
+    message: str = ""
+    snapshot_id: str | None = None
+    duration: float = 0.0
+    figures: dict[str, Any] = field(default_factory=dict)
+
+
+def exit_code(results: list[RunResult]) -> int:
+    if any(result.status.is_failure for result in results):
+        return EXIT_FAILED
+    if any(result.status is Status.DEFERRED for result in results):
+        return EXIT_DEFERRED
+    return EXIT_OK
