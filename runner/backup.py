@@ -2,22 +2,26 @@
 
 from __future__ import annotations
 
+from contextlib import nullcontext
+
 from loguru import logger
 
 from runner import restic, sources
-from runner.destinations import Destination, DestinationUnavailable, RepositoryMissing
-from runner.engine import Engine
+from runner.destinations import Destination, DestinationUnavailable, RepositoryAccess, RepositoryMissing
+from runner.engine import Engine, Mount
 from runner.quota import ledger
 from runner.repositories import failure, restic_job, unavailable
 from runner.results import RunResult, Status
 from runner.settings import Settings
 from runner.sources import Payload, SourceError
 
+SIDECAR = "/sidecar"
+
 
 def back_up(settings: Settings, engine: Engine, source: str, destinations: list[Destination]) -> list[RunResult]:
     module = sources.get(source)
     try:
-        module.preflight(settings)
+        module.preflight(settings, engine)
         with module.prepare(settings, engine) as payload:
             return [_to_destination(settings, engine, module, payload, destination) for destination in destinations]
     except SourceError as error:
@@ -30,6 +34,14 @@ def backup_argv(settings: Settings, repository: restic.Repository, source: str, 
     if payload.command:
         return restic.backup_from_command(repository, payload.command, filename=payload.filename, host=host, tags=tags)
     return restic.backup(repository, payload.paths, host=host, tags=tags, excludes=payload.excludes)
+
+
+def describe(summary: dict, figures: dict) -> str:
+    parts = [f"snapshot {summary.get('snapshot_id', '?')[:8]}",
+             f"{summary.get('total_bytes_processed', 0)} bytes processed",
+             f"{summary.get('data_added_packed', summary.get('data_added', 0))} bytes added"]
+    parts += [f"{key.replace('_', ' ')} {value}" for key, value in figures.items() if value is not None]
+    return ", ".join(parts)
 
 
 def _to_destination(settings: Settings, engine: Engine, module, payload: Payload, destination: Destination) -> RunResult:
@@ -50,20 +62,44 @@ def _to_destination(settings: Settings, engine: Engine, module, payload: Payload
             logger.warning("{} -> {}: {}", source, destination.name, message)
             return RunResult(source, destination.name, Status.DEFERRED, message)
 
-    argv = backup_argv(settings, access.repository, source, payload)
-    result = engine.run(restic_job(access, "backup", argv, payload.mounts, payload.networks))
+    job = restic_job(access, "backup", backup_argv(settings, access.repository, source, payload),
+                     payload.mounts, payload.networks, payload.env)
+    with payload.companion() if payload.companion else nullcontext() as companion:
+        result = engine.run(job)
     if not result.ok:
         outcome = failure(engine, destination, access, result)
+        problem = getattr(companion, "problem", "")
+        if problem:
+            outcome.message += f" ({problem})"
         logger.error("{} -> {}: {}", source, destination.name, outcome.message)
         return outcome
+
     summary = restic.parse_output(result.stdout).summary or {}
+    snapshot = summary.get("snapshot_id")
     added = summary.get("data_added_packed", summary.get("data_added", 0))
-    uploads.record(destination.name, source, added)
+    figures = {**summary, **payload.figures}
     try:
-        module.verify(settings, summary)
+        module.verify(settings, payload, summary)
+        if payload.sidecar:
+            added += _back_up_sidecar(settings, engine, access, payload, source, snapshot)
     except SourceError as error:
-        return RunResult(source, destination.name, Status.FAILED, f"{source}: {error}",
-                         summary.get("snapshot_id"), result.duration, summary)
-    message = f"snapshot {summary.get('snapshot_id', '?')[:8]}, {added} bytes added"
+        logger.error("{} -> {}: {}", source, destination.name, error)
+        return RunResult(source, destination.name, Status.FAILED, f"{source}: {error}", snapshot, result.duration, figures)
+    finally:
+        uploads.record(destination.name, source, added)
+    message = describe(summary, payload.figures)
     logger.info("{} -> {}: {}", source, destination.name, message)
-    return RunResult(source, destination.name, Status.OK, message, summary.get("snapshot_id"), result.duration, summary)
+    return RunResult(source, destination.name, Status.OK, message, snapshot, result.duration, figures)
+
+
+def _back_up_sidecar(settings: Settings, engine: Engine, access: RepositoryAccess, payload: Payload,
+                     source: str, snapshot: str) -> int:
+    """Back up the sidecar directory as a second snapshot tagged with the first one's id."""
+    argv = restic.backup(access.repository, [SIDECAR], host=settings.restic.host,
+                         tags=[f"{source}-manifest", f"for:{snapshot}"])
+    result = engine.run(restic_job(access, "sidecar", argv, (Mount(payload.sidecar, SIDECAR),)))
+    if not result.ok:
+        raise SourceError(f"the snapshot {snapshot[:8]} was stored, but its manifest could not be: "
+                          + " ".join(result.output_tail[-2:]))
+    summary = restic.parse_output(result.stdout).summary or {}
+    return summary.get("data_added_packed", 0)

@@ -307,13 +307,16 @@ def exec_():
 @json_option
 @pass_context
 def exec_backup(context: Context, source_names, destination_names, as_json):
-    """Back up SOURCEs (default: every enabled source) to every enabled destination.
+    """Back up SOURCEs: vault, postgres, minio, files, or all (the default: every enabled
+    source, in restore priority order). One source failing does not stop the next.
 
     A destination that fails its preflight (unreachable NAS, missing key) is skipped and reported;
     the others still run. A destination whose daily upload quota would be passed is deferred.
     Exit code 1 if anything failed, 75 if nothing failed but something was deferred."""
     from runner.backup import back_up
 
+    if "all" in source_names:
+        source_names = ()
     chosen, names = _selection(context, destination_names, source_names)
     engine = _engine(context)
     _report([result for source in names for result in back_up(context.settings, engine, source, chosen)], as_json)

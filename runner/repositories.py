@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from loguru import logger
@@ -16,13 +17,13 @@ SOURCE_LABEL = "io.offsite-backup.source"
 
 
 def restic_job(access: RepositoryAccess, job: str, argv: list[str], mounts: tuple[Mount, ...] = (),
-               networks: tuple[str, ...] = ()) -> JobSpec:
+               networks: tuple[str, ...] = (), env: Mapping[str, str] | None = None) -> JobSpec:
     return JobSpec(
         name=f"{job}-{access.source}-{access.destination}",
         argv=tuple(argv),
         mounts=(*access.mounts, *mounts),
         networks=tuple(dict.fromkeys((*access.networks, *networks))),
-        env=access.env,
+        env={**access.env, **(env or {})},
         timeout=access.timeout,
         labels={DESTINATION_LABEL: access.destination, SOURCE_LABEL: access.source},
     )

@@ -286,7 +286,60 @@ class FilesSource(Section):
         return paths
 
 
+class VaultSource(Section):
+    enabled: bool = Field(True, description="Back up Vault's raft storage.")
+    address: str = Field("http://127.0.0.1:8200", description="Vault (or OpenBao) API address, as the runner reaches it.")
+    token_file: Path | None = Field(
+        None, description="Token allowed to read sys/storage/raft/snapshot. Empty: '<paths.secrets_dir>/vault-snapshot-token'."
+    )
+    ca_file: Path | None = Field(None, description="CA certificate for Vault's TLS; empty for the system's CAs.")
+    allow_standby: bool = Field(False, description="Accept a standby node (the snapshot request is forwarded).")
+    timeout: Seconds = Field(600, description="Time limit for health check and snapshot download.")
+
+
+class PostgresSource(Section):
+    enabled: bool = Field(True, description="Back up every database of the PostgreSQL server with pg_dumpall.")
+    mode: Literal["network", "exec"] = Field(
+        "network",
+        description="'network': the job container joins the PostgreSQL container's network and runs pg_dumpall "
+        "there. 'exec': pg_dumpall runs inside the PostgreSQL container (`podman exec`), for a server "
+        "reachable only from inside it.",
+    )
+    container: str = Field("postgres", description="Name of the Podman container running PostgreSQL.")
+    network: str = Field("", description="Network to reach it on (network mode). Empty: the container's first network.")
+    host: str = Field("", description="Host name to connect to (network mode). Empty: the container's address on `network`.")
+    port: int = Field(5432, ge=1, le=65535, description="PostgreSQL port (network mode).")
+    user: str = Field("postgres", description="Role that dumps (a superuser, or see dump_options).")
+    pgpass_file: Path | None = Field(
+        None, description="pgpass file with the role's password (network mode). Empty: '<paths.secrets_dir>/postgres.pgpass'."
+    )
+    dump_options: list[str] = Field(
+        [], description="Extra pg_dumpall options, e.g. ['--no-role-passwords'] for a role that is not a superuser."
+    )
+    exec_user: str = Field("postgres", description="OS user pg_dumpall runs as inside the container (exec mode).")
+
+
+class MinioSource(Section):
+    enabled: bool = Field(True, description="Back up MinIO's buckets (any S3 API) through an rclone mirror.")
+    endpoint: str = Field("http://127.0.0.1:9000", description="S3 endpoint, as the job container reaches it.")
+    network: str = Field("podman", description="Podman network of the mirror job ('host' for the host's own).")
+    region: str = Field("us-east-1", description="S3 region name.")
+    credentials_file: Path | None = Field(
+        None, description="Access keys in AWS shared-credentials format ([default] aws_access_key_id=..., "
+        "aws_secret_access_key=...). Empty: '<paths.secrets_dir>/minio-credentials'."
+    )
+    buckets: list[str] = Field([], description="Buckets to back up; empty for every bucket.")
+    excludes: list[str] = Field([], description="rclone filter patterns of objects to leave out (e.g. 'tmp/**').")
+    bandwidth_limit: Bytes = Field(0, description="Bytes per second read from the S3 server; 0 for no limit.")
+    mirror_dir: Path | None = Field(
+        None, description="Persistent local mirror of the buckets. Empty: '<paths.staging_dir>/minio-mirror'."
+    )
+
+
 class SourceSettings(Section):
+    vault: VaultSource = Field(default_factory=VaultSource, description="HashiCorp Vault / OpenBao.")
+    postgres: PostgresSource = Field(default_factory=PostgresSource, description="PostgreSQL in a Podman container.")
+    minio: MinioSource = Field(default_factory=MinioSource, description="MinIO (S3 API).")
     files: FilesSource = Field(default_factory=FilesSource, description="Plain files and directories.")
 
 

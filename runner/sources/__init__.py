@@ -5,10 +5,10 @@ from __future__ import annotations
 from types import ModuleType
 
 from runner.settings import Settings
-from runner.sources import files
+from runner.sources import files, minio, postgres, vault
 from runner.sources.base import Payload, SourceError
 
-SOURCES: dict[str, ModuleType] = {module.NAME: module for module in (files,)}
+SOURCES: dict[str, ModuleType] = {module.NAME: module for module in (vault, postgres, minio, files)}
 
 __all__ = ["SOURCES", "Payload", "SourceError", "enabled", "get"]
 

@@ -21,7 +21,7 @@ def inside(path: Path) -> str:
     return ROOT + str(path)
 
 
-def preflight(settings: Settings) -> None:
+def preflight(settings: Settings, engine) -> None:
     missing = [str(p) for p in settings.sources.files.paths if not p.exists()]
     if missing:
         raise SourceError(f"sources.files.paths: {', '.join(missing)} do(es) not exist")
@@ -37,6 +37,6 @@ def prepare(settings: Settings, engine):
     )
 
 
-def verify(settings: Settings, summary: dict) -> None:
+def verify(settings: Settings, payload: Payload, summary: dict) -> None:
     if not summary.get("total_files_processed"):
         raise SourceError("the snapshot contains no files: check sources.files.paths and their permissions")

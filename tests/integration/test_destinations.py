@@ -55,7 +55,7 @@ def configure(base: Settings, tmp_path, data, **destination_configs) -> Settings
         paths={**base.paths.model_dump(), "state_dir": tmp_path / "state"},
         restic={"password_file": str(tmp_path / "restic-{source}.password")},
         destinations=destination_configs,
-        sources={"files": {"paths": [data]}},
+        sources={"files": {"paths": [data]}, **{name: {"enabled": False} for name in ("vault", "postgres", "minio")}},
     )
 
 
