@@ -272,6 +272,7 @@ DESTINATION_KINDS = ("local", "nas", "gdrive")
 
 
 class FilesSource(Section):
+    enabled: bool = Field(True, description="Back up `paths` (when there are any).")
     paths: list[Path] = Field(
         [], description="Directories or files to back up (e.g. configuration); none: the source is off."
     )

@@ -14,7 +14,7 @@ ROOT = "/data"
 
 
 def is_enabled(settings: Settings) -> bool:
-    return bool(settings.sources.files.paths)
+    return settings.sources.files.enabled and bool(settings.sources.files.paths)
 
 
 def inside(path: Path) -> str:

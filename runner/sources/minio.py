@@ -25,7 +25,8 @@ from runner.workspace import hand_to_job_user, job_dir, remove_tree, write_atomi
 
 NAME = "minio"
 REMOTE = "minio"
-MANIFEST = ".offsite-backup-manifest.json"
+OBJECTS = "objects"  # the mirror holds objects/<bucket>/<key> and, beside it, the manifest
+MANIFEST = "manifest.json"
 CREDENTIALS = "/run/secrets/minio-credentials"
 RCLONE_CONFIG = "/run/rclone/rclone.conf"
 MIRROR = "/mirror"
@@ -54,7 +55,7 @@ def remote(settings: Settings) -> dict[str, str]:
 
 def filters(settings: Settings) -> list[str]:
     config = settings.sources.minio
-    rules = [f"- /{MANIFEST}", *(f"- {pattern}" for pattern in config.excludes)]
+    rules = [f"- {pattern}" for pattern in config.excludes]
     if config.buckets:
         rules += [*(f"+ /{bucket}/**" for bucket in config.buckets), "- **"]
     return [arg for rule in rules for arg in ("--filter", rule)]
@@ -115,13 +116,12 @@ def listed_objects(settings: Settings, engine: Engine, work: Path) -> list[dict]
     return json.loads((work / "listing.json").read_text())
 
 
-def mirrored_files(mirror: Path) -> dict[str, int]:
-    return {str(p.relative_to(mirror)): p.stat().st_size for p in mirror.rglob("*")
-            if p.is_file() and p.name != MANIFEST}
+def mirrored_files(objects: Path) -> dict[str, int]:
+    return {str(p.relative_to(objects)): p.stat().st_size for p in objects.rglob("*") if p.is_file()}
 
 
 def check_mirror(objects: list[dict], mirror: Path) -> None:
-    files = mirrored_files(mirror)
+    files = mirrored_files(mirror / OBJECTS)
     problems = [f"{o['Path']}: missing" for o in objects if o["Path"] not in files]
     problems += [f"{o['Path']}: {files[o['Path']]} bytes, the source has {o['Size']}" for o in objects
                  if o["Path"] in files and files[o["Path"]] != o["Size"]]
@@ -144,7 +144,7 @@ def manifest(objects: list[dict], buckets: list[str], mirror: Path, previous: di
             "size": item["Size"],
             "mtime": item.get("ModTime"),
             "md5": (item.get("Hashes") or {}).get("md5"),
-            "sha256": before["sha256"] if unchanged and before.get("sha256") else _sha256(mirror / path),
+            "sha256": before["sha256"] if unchanged and before.get("sha256") else _sha256(mirror / OBJECTS / path),
             "content_type": item.get("MimeType"),
             "metadata": item.get("Metadata") or {},
         }
@@ -183,7 +183,7 @@ def prepare(settings: Settings, engine: Engine):
         buckets = [b for b in list_buckets(settings, engine) if not config.buckets or b in config.buckets]
         limit = ["--bwlimit", str(config.bandwidth_limit)] if config.bandwidth_limit else []
         sync = engine.run(rclone_job(settings, "minio-sync", [
-            "rclone", "sync", f"{REMOTE}:", MIRROR, *filters(settings), "--delete-excluded", *limit,
+            "rclone", "sync", f"{REMOTE}:", f"{MIRROR}/{OBJECTS}", *filters(settings), "--delete-excluded", *limit,
             "--use-json-log", "--stats", "1000h", "--stats-log-level", "NOTICE"],
             Mount(mirror, MIRROR, read_only=False)))
         if not sync.ok:
@@ -205,5 +205,5 @@ def prepare(settings: Settings, engine: Engine):
 
 def verify(settings: Settings, payload: Payload, summary: dict) -> None:
     stored = summary.get("total_files_processed", 0)
-    if stored != payload.figures["objects"] + 1:  # the objects and the manifest
+    if stored != payload.figures["objects"] + 1:  # the objects and the manifest beside them
         raise SourceError(f"the snapshot holds {stored} files, the mirror {payload.figures['objects']} objects")

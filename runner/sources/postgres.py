@@ -31,7 +31,7 @@ from runner.sources.base import Payload, SourceError
 from runner.workspace import hand_to_job_user, job_dir, remove_tree
 
 NAME = "postgres"
-DUMP_FILENAME = "/postgres/pg_dumpall.sql"
+DUMP_FILENAME = "pg_dumpall.sql"
 PGPASS = "/run/secrets/pgpass"
 MANIFEST_DIR = "/manifest"
 MANIFEST = "postgres-manifest.json"

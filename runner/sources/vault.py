@@ -125,8 +125,10 @@ def _sha256(stream) -> str:
     return digest.hexdigest()
 
 
-def take_snapshot(settings: Settings, directory: Path) -> tuple[Path, dict]:
+def take_snapshot(settings: Settings, directory: Path) -> tuple[Path, dict, str]:
+    """Download, verify and name the snapshot; return its path, meta.json and SHA-256."""
     partial = directory / f".{SNAPSHOT}.{secrets.token_hex(4)}.partial"
+    digest = hashlib.sha256()
     try:
         response = client(settings).sys.take_raft_snapshot()
         if response.status_code != 200:
@@ -134,6 +136,7 @@ def take_snapshot(settings: Settings, directory: Path) -> tuple[Path, dict]:
         with open(partial, "wb") as handle:
             for block in response.iter_content(1 << 20):
                 handle.write(block)
+                digest.update(block)
     except requests.RequestException as error:
         raise SourceError(f"snapshot download from {settings.sources.vault.address} failed: {error}") from None
     except hvac.exceptions.VaultError as error:
@@ -143,19 +146,19 @@ def take_snapshot(settings: Settings, directory: Path) -> tuple[Path, dict]:
     os.replace(partial, final)
     final.chmod(0o400)
     hand_to_job_user(final, settings)
-    return final, meta
+    return final, meta, digest.hexdigest()
 
 
 @contextmanager
 def prepare(settings: Settings, engine):
     directory = job_dir(settings.paths.staging_dir / NAME, settings)
     try:
-        snapshot, meta = take_snapshot(settings, directory)
+        snapshot, meta, sha256 = take_snapshot(settings, directory)
         yield Payload(
             mounts=(Mount(directory, INSIDE),),
             paths=(f"{INSIDE}/{SNAPSHOT}",),
-            figures={"snapshot_bytes": snapshot.stat().st_size, "raft_index": meta.get("Index"),
-                     "raft_term": meta.get("Term")},
+            figures={"snapshot_bytes": snapshot.stat().st_size, "snapshot_sha256": sha256,
+                     "raft_index": meta.get("Index"), "raft_term": meta.get("Term")},
         )
     finally:
         remove_tree(directory)

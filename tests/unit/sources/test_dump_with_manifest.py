@@ -1,0 +1,83 @@
+"""images/tools/bin/dump-with-manifest, run with this Python as the tools image runs it."""
+
+import json
+import subprocess
+import sys
+
+from tests.conftest import PROJECT_ROOT
+
+SCRIPT = PROJECT_ROOT / "images" / "tools" / "bin" / "dump-with-manifest"
+
+DUMP = r'''--
+-- PostgreSQL database cluster dump
+--
+CREATE ROLE postgres;
+\connect template1
+\connect shop
+COPY public.customers (id, name) FROM stdin;
+1	alice
+2	bob
+\.
+COPY public.empty (x) FROM stdin;
+\.
+\connect -reuse-previous=on "dbname='it''s'"
+COPY "Weird"."Table" (a) FROM stdin;
+x
+\.
+\connect "quoted ""db"""
+COPY public.t (a) FROM stdin;
+1
+\.
+'''
+
+
+def run(tmp_path, dump: str, exit_code: int = 0):
+    source = tmp_path / "dump.sql"
+    source.write_text(dump)
+    manifest = tmp_path / "manifest.json"
+    command = ["sh", "-c", f"cat {source}; exit {exit_code}"]
+    result = subprocess.run([sys.executable, str(SCRIPT), "--manifest", str(manifest), "--", *command],
+                            capture_output=True)
+    return result, manifest
+
+
+def test_output_passes_through_unchanged_and_manifest_counts_rows(tmp_path):
+    result, manifest = run(tmp_path, DUMP)
+    assert result.returncode == 0
+    assert result.stdout == DUMP.encode()
+    document = json.loads(manifest.read_text())
+    assert document["dump_bytes"] == len(DUMP.encode())
+    databases = document["databases"]
+    assert databases["shop"]["public.customers"]["rows"] == 2
+    assert databases["shop"]["public.empty"] == {"rows": 0, "checksum": "0000000000000000"}
+    assert databases["it's"]['"Weird"."Table"']["rows"] == 1
+    assert databases['quoted "db"']["public.t"]["rows"] == 1
+
+
+def test_checksum_ignores_row_order_but_not_content(tmp_path):
+    _, first = run(tmp_path, DUMP)
+    swapped = DUMP.replace("1\talice\n2\tbob\n", "2\tbob\n1\talice\n")
+    _, second = run(_dir(tmp_path, "b"), swapped)
+    changed = DUMP.replace("2\tbob", "2\tbobby")
+    _, third = run(_dir(tmp_path, "c"), changed)
+    checksum = lambda path: json.loads(path.read_text())["databases"]["shop"]["public.customers"]["checksum"]
+    assert checksum(first) == checksum(second) != checksum(third)
+
+
+def _dir(tmp_path, name):
+    path = tmp_path / name
+    path.mkdir()
+    return path
+
+
+def test_failed_dump_keeps_its_exit_code_and_writes_no_manifest(tmp_path):
+    result, manifest = run(tmp_path, DUMP, exit_code=3)
+    assert result.returncode == 3
+    assert not manifest.exists()
+    assert b"no manifest written" in result.stderr
+
+
+def test_dump_ending_inside_a_copy_block_is_truncated(tmp_path):
+    result, manifest = run(tmp_path, "\\connect db\nCOPY public.t (a) FROM stdin;\n1\n")
+    assert result.returncode == 1 and b"truncated" in result.stderr
+    assert not manifest.exists()
