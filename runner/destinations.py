@@ -15,7 +15,7 @@ from pathlib import Path
 
 from runner import rclone, restic
 from runner.engine import JobSpec, Mount
-from runner.secretfiles import SecretFileError, check_private_file
+from runner.secretfiles import SecretFileError, check_secret_file
 from runner.settings import GDriveDestination, LocalDestination, NasDestination, Settings
 from runner.workspace import job_dir, write_atomically
 
@@ -80,7 +80,7 @@ class Destination:
     def access(self, source: str, create: bool = False) -> RepositoryAccess:
         password = self.password_file(source)
         try:
-            check_private_file(password, f"repository password file of {source} on {self.name}")
+            check_secret_file(self.settings, password, f"repository password file of {source} on {self.name}")
         except SecretFileError as error:
             raise DestinationUnavailable(str(error)) from None
         location, mounts, networks, env, options = self._reach(source, create)
@@ -137,8 +137,8 @@ class Nas(Destination):
 
     def preflight(self) -> None:
         try:
-            check_private_file(self.key_file, f"SSH private key of {self.name}")
-            check_private_file(self.known_hosts_file, f"known_hosts file of {self.name}")
+            check_secret_file(self.settings, self.key_file, f"SSH private key of {self.name}")
+            check_secret_file(self.settings, self.known_hosts_file, f"known_hosts file of {self.name}")
         except SecretFileError as error:
             raise DestinationUnavailable(str(error)) from None
         wait_for_ssh(self.name, self.config.host, self.config.port, self.config.connect_timeout)
@@ -186,7 +186,7 @@ class GDrive(Destination):
     def preflight(self) -> None:
         path = self.service_account_file
         try:
-            check_private_file(path, f"service-account file of {self.name}")
+            check_secret_file(self.settings, path, f"service-account file of {self.name}")
             document = json.loads(path.read_text())
         except SecretFileError as error:
             raise DestinationUnavailable(str(error)) from None

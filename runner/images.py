@@ -158,7 +158,7 @@ def _openbao_binary(context: Path, settings: Settings) -> None:
     (context / "bao").chmod(0o755)
 
 
-PREPARE = {"runner": _runner_wheels, "testbed-openbao": _openbao_binary}
+PREPARE = {"runner": _runner_wheels, "openbao": _openbao_binary}
 
 
 def _run_step(what: str, argv: list[str]) -> None:
@@ -168,7 +168,7 @@ def _run_step(what: str, argv: list[str]) -> None:
 
 
 TESTBED_PREFIX = "testbed-"
-DEFAULT_IMAGES = ("tools", "runner")
+DEFAULT_IMAGES = ("tools", "runner", "openbao")
 
 
 def context_dir(name: str) -> Path:
@@ -186,7 +186,8 @@ def testbed_tag(name: str) -> str:
 
 
 def recipes(settings: Settings) -> list[Recipe]:
-    """The project's images, then the stand-ins the integration suite and the demo use."""
+    """The project's images (openbao: the Vault Agent, and the demo's Vault), then the stand-ins
+    the integration suite and the demo use."""
     project = [
         Recipe("tools", settings.images.tools, tuple(files_under(context_dir("tools")))),
         Recipe(
@@ -194,6 +195,7 @@ def recipes(settings: Settings) -> list[Recipe]:
             tuple(files_under(context_dir("runner"), PROJECT_ROOT / "runner", PROJECT_ROOT / "pyproject.toml")),
             PREPARE["runner"],
         ),
+        Recipe("openbao", settings.images.openbao, tuple(files_under(context_dir("openbao"))), PREPARE["openbao"]),
     ]
     testbed = [Recipe(name, testbed_tag(name.removeprefix(TESTBED_PREFIX)), tuple(files_under(context_dir(name))),
                       PREPARE.get(name)) for name in testbed_names()]

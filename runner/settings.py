@@ -115,6 +115,11 @@ class ImageSettings(Section):
         "localhost/debian:trixie",
         description="Name of the base image built with debootstrap on hosts without a registry.",
     )
+    openbao: str = Field(
+        "localhost/offsite-backup/openbao:latest",
+        description="OpenBao image: runs the Vault Agent that renders the secrets (Vault's API, so it "
+        "serves HashiCorp Vault too), and the demo's Vault.",
+    )
     debian_mirror: str = Field(
         "http://deb.debian.org/debian", description="Debian mirror used by debootstrap."
     )
@@ -155,6 +160,23 @@ class JobSettings(Section):
         if value.split(":")[0] == "0":
             raise ValueError("job containers never run as root (UID 0)")
         return value
+
+
+class SecretSettings(Section):
+    kv_mount: str = Field("secret", description="Mount path of the KV version 2 engine holding the backup secrets.")
+    kv_prefix: str = Field("offsite-backup", description="Path under kv_mount where the backup secrets live.")
+    policy: str = Field("offsite-backup", description="Name of the least-privilege policy `runner vault bootstrap` writes.")
+    approle: str = Field("offsite-backup", description="Name of the AppRole the Vault Agent logs in with.")
+    approle_dir: Path = Field(
+        Path("/etc/offsite-backup/approle"),
+        description="Directory of the AppRole's role-id and secret-id files (written by bootstrap, read by the agent).",
+    )
+    render_interval: Seconds = Field(
+        300, description="How often the agent re-reads the secrets, so a changed one is re-rendered."
+    )
+    placeholder: str = Field(
+        "<no value>", description="What a template renders for a missing value; a file containing it is refused."
+    )
 
 
 class LogSettings(Section):
@@ -370,6 +392,7 @@ class Settings(BaseSettings):
     jobs: JobSettings = Field(default_factory=JobSettings, description="Job container defaults.")
     log: LogSettings = Field(default_factory=LogSettings, description="Logging.")
     restic: ResticSettings = Field(default_factory=ResticSettings, description="restic options.")
+    secrets: SecretSettings = Field(default_factory=SecretSettings, description="Secrets in Vault and the agent.")
     destinations: dict[str, DestinationConfig] = Field(
         default_factory=lambda: {"local": LocalDestination(kind="local")},
         description="Where backups go, by name; each holds one repository per source. "

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from runner import rclone
 from runner.engine import Engine, JobResult, JobSpec, Mount
-from runner.secretfiles import SecretFileError, check_private_file
+from runner.secretfiles import SecretFileError, check_secret_file
 from runner.settings import Settings
 from runner.sources.base import Payload, SourceError
 from runner.workspace import hand_to_job_user, job_dir, remove_tree, write_atomically
@@ -78,7 +78,7 @@ def _failed(what: str, result: JobResult) -> SourceError:
 
 def preflight(settings: Settings, engine: Engine) -> None:
     try:
-        check_private_file(credentials_file(settings), "MinIO credentials file")
+        check_secret_file(settings, credentials_file(settings), "MinIO credentials file")
     except SecretFileError as error:
         raise SourceError(str(error)) from None
     buckets = list_buckets(settings, engine)

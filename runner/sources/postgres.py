@@ -25,7 +25,7 @@ from pathlib import Path
 from loguru import logger
 
 from runner.engine import ContainerStatus, Engine, JobSpec, Mount
-from runner.secretfiles import SecretFileError, check_private_file
+from runner.secretfiles import SecretFileError, check_secret_file
 from runner.settings import Settings
 from runner.sources.base import Payload, SourceError
 from runner.workspace import hand_to_job_user, job_dir, remove_tree
@@ -89,7 +89,7 @@ def preflight(settings: Settings, engine: Engine) -> None:
                               f"{ready.stdout.decode(errors='replace').strip()} {' '.join(ready.stderr_tail)}".strip())
         return
     try:
-        check_private_file(pgpass_file(settings), "PostgreSQL pgpass file")
+        check_secret_file(settings, pgpass_file(settings), "PostgreSQL pgpass file")
     except SecretFileError as error:
         raise SourceError(str(error)) from None
     network, host = endpoint(settings, status)

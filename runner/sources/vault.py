@@ -21,7 +21,7 @@ import requests
 from hvac import adapters
 
 from runner.engine import Mount
-from runner.secretfiles import SecretFileError, check_private_file
+from runner.secretfiles import SecretFileError, check_secret_file
 from runner.settings import Settings
 from runner.sources.base import Payload, SourceError
 from runner.workspace import hand_to_job_user, job_dir, remove_tree
@@ -52,7 +52,7 @@ def client(settings: Settings) -> hvac.Client:
     config = settings.sources.vault
     path = token_file(settings)
     try:
-        check_private_file(path, "Vault snapshot token file")
+        check_secret_file(settings, path, "Vault snapshot token file")
     except SecretFileError as error:
         raise SourceError(str(error)) from None
     verify = str(config.ca_file) if config.ca_file else True

@@ -74,11 +74,12 @@ def testcontainers_env(engine, settings):
     os.environ["TESTCONTAINERS_RYUK_DISABLED"] = "true"
 
 
-def run_tools(settings: Settings, *command: str, mounts: tuple[str, ...] = (), env: dict | None = None) -> str:
-    """A one-off command in the tools image, as root (for test fixtures, not for jobs)."""
+def run_tools(settings: Settings, *command: str, mounts: tuple[str, ...] = (), env: dict | None = None,
+              user: str = "0") -> str:
+    """A one-off command in the tools image, as root unless told (for test fixtures, not for jobs)."""
     volumes = [arg for mount in mounts for arg in ("-v", mount)]
     variables = [arg for item in (env or {}).items() for arg in ("-e", "=".join(item))]
-    result = subprocess.run(["podman", "run", "--rm", "--user", "0", *volumes, *variables, settings.images.tools,
+    result = subprocess.run(["podman", "run", "--rm", "--user", user, *volumes, *variables, settings.images.tools,
                              *command], capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"{command[0]} failed ({result.returncode}): {result.stderr[-2000:]}")

@@ -19,11 +19,15 @@ class Service(DockerContainer):
     ready_log = ""
 
     def __init__(self, settings: Settings, name: str | None = None):
-        images.build(settings, [f"testbed-{self.image_name}"])
-        super().__init__(images.testbed_tag(self.image_name))
+        build_name, tag = self.image(settings)
+        images.build(settings, [build_name])
+        super().__init__(tag)
         self.name = name or f"offsite-test-{self.image_name}-{secrets.token_hex(3)}"
         self.with_name(self.name)
         self.waiting_for(LogMessageWaitStrategy(self.ready_log))
+
+    def image(self, settings: Settings) -> tuple[str, str]:
+        return f"testbed-{self.image_name}", images.testbed_tag(self.image_name)
 
     @property
     def address(self) -> str:
@@ -37,6 +41,9 @@ class OpenBao(Service):
 
     image_name = "openbao"
     ready_log = "OpenBao server started"
+
+    def image(self, settings: Settings) -> tuple[str, str]:
+        return "openbao", settings.images.openbao  # a project image: it also runs the agent
 
     def start(self):
         super().start()
