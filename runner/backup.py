@@ -9,6 +9,7 @@ from loguru import logger
 from runner import restic, sources
 from runner.destinations import Destination, DestinationUnavailable, RepositoryAccess, RepositoryMissing
 from runner.engine import Engine, Mount
+from runner.locking import clear_stale_locks, repository_lock, skipped_message
 from runner.quota import ledger
 from runner.repositories import failure, restic_job, unavailable
 from runner.results import RunResult, Status
@@ -30,10 +31,11 @@ def back_up(settings: Settings, engine: Engine, source: str, destinations: list[
 
 
 def backup_argv(settings: Settings, repository: restic.Repository, source: str, payload: Payload) -> list[str]:
-    host, tags = settings.restic.host, [source]
+    host, tags, retry = settings.restic.host, [source], settings.locks.retry_lock
     if payload.command:
-        return restic.backup_from_command(repository, payload.command, filename=payload.filename, host=host, tags=tags)
-    return restic.backup(repository, payload.paths, host=host, tags=tags, excludes=payload.excludes)
+        return restic.backup_from_command(repository, payload.command, filename=payload.filename, host=host,
+                                          tags=tags, retry_lock=retry)
+    return restic.backup(repository, payload.paths, host=host, tags=tags, excludes=payload.excludes, retry_lock=retry)
 
 
 def describe(summary: dict, figures: dict) -> str:
@@ -46,22 +48,37 @@ def describe(summary: dict, figures: dict) -> str:
 
 def _to_destination(settings: Settings, engine: Engine, module, payload: Payload, destination: Destination) -> RunResult:
     source = module.NAME
-    try:
-        destination.preflight()
-        access = destination.access(source)
-    except (DestinationUnavailable, RepositoryMissing) as error:
-        logger.error("{} -> {}: {}", source, destination.name, error)
-        return unavailable(source, destination, error)
+    with repository_lock(settings, destination.name, source) as held:
+        if not held:
+            return RunResult(source, destination.name, Status.SKIPPED, skipped_message(settings))
+        try:
+            destination.preflight()
+            access = destination.access(source)
+        except (DestinationUnavailable, RepositoryMissing) as error:
+            logger.error("{} -> {}: {}", source, destination.name, error)
+            return unavailable(source, destination, error)
+        deferred = _over_quota(settings, destination, source)
+        if deferred:
+            return deferred
+        clear_stale_locks(settings, engine, access)
+        return _run_backup(settings, engine, module, payload, destination, access)
 
-    uploads = ledger(settings.paths.state_dir)
-    if destination.quota:
-        check = uploads.check(destination.name, source, destination.quota)
-        if check.exceeded:
-            message = (f"deferred: {check.uploaded_today} bytes uploaded today plus about {check.expected} expected "
-                       f"would pass the daily quota of {check.quota} bytes; it runs again tomorrow")
-            logger.warning("{} -> {}: {}", source, destination.name, message)
-            return RunResult(source, destination.name, Status.DEFERRED, message)
 
+def _over_quota(settings: Settings, destination: Destination, source: str) -> RunResult | None:
+    if not destination.quota:
+        return None
+    check = ledger(settings.paths.state_dir).check(destination.name, source, destination.quota)
+    if not check.exceeded:
+        return None
+    message = (f"deferred: {check.uploaded_today} bytes uploaded today plus about {check.expected} expected "
+               f"would pass the daily quota of {check.quota} bytes; it runs again tomorrow")
+    logger.warning("{} -> {}: {}", source, destination.name, message)
+    return RunResult(source, destination.name, Status.DEFERRED, message)
+
+
+def _run_backup(settings: Settings, engine: Engine, module, payload: Payload, destination: Destination,
+                access: RepositoryAccess) -> RunResult:
+    source = module.NAME
     job = restic_job(access, "backup", backup_argv(settings, access.repository, source, payload),
                      payload.mounts, payload.networks, payload.env)
     with payload.companion() if payload.companion else nullcontext() as companion:
@@ -86,7 +103,7 @@ def _to_destination(settings: Settings, engine: Engine, module, payload: Payload
         logger.error("{} -> {}: {}", source, destination.name, error)
         return RunResult(source, destination.name, Status.FAILED, f"{source}: {error}", snapshot, result.duration, figures)
     finally:
-        uploads.record(destination.name, source, added)
+        ledger(settings.paths.state_dir).record(destination.name, source, added)
     message = describe(summary, payload.figures)
     logger.info("{} -> {}: {}", source, destination.name, message)
     return RunResult(source, destination.name, Status.OK, message, snapshot, result.duration, figures)

@@ -200,6 +200,15 @@ def _selection(context: Context, destination_names: tuple[str, ...], source_name
     return chosen, names
 
 
+def _record(settings, runs) -> None:
+    """Put (kind, result) pairs in the run history."""
+    from runner.history import open_history
+
+    history = open_history(settings.paths.state_dir)
+    for kind, result in runs:
+        history.record(kind, result)
+
+
 def _report(results, as_json: bool) -> None:
     from runner.results import exit_code
 
@@ -319,7 +328,62 @@ def exec_backup(context: Context, source_names, destination_names, as_json):
         source_names = ()
     chosen, names = _selection(context, destination_names, source_names)
     engine = _engine(context)
-    _report([result for source in names for result in back_up(context.settings, engine, source, chosen)], as_json)
+    results = []
+    for source in names:
+        outcome = back_up(context.settings, engine, source, chosen)
+        _record(context.settings, [("backup", result) for result in outcome])
+        results += outcome
+    _report(results, as_json)
+
+
+def _maintain(context: Context, source_names, destination_names, as_json, prune: bool, subset: str | None):
+    from runner.maintenance import maintain, rotating_subset
+
+    chosen, names = _selection(context, destination_names, source_names)
+    engine = _engine(context)
+    subset = rotating_subset(context.settings) if subset is None else subset
+    results = []
+    for destination in chosen:
+        for source in names:
+            outcome = maintain(context.settings, engine, destination, source, prune=prune, subset=subset)
+            _record(context.settings, outcome.runs)
+            results += [result for _, result in outcome.runs]
+    _report(results, as_json)
+
+
+@exec_.command("check")
+@click.argument("source_names", nargs=-1, metavar="[SOURCE]...")
+@destination_option
+@click.option("--subset", help="Part of the data to read: '2/8', '10%', 'all', or 'none' for the structure only. "
+                               "Default: this week's 1/retention.check_weeks part, a different one each week.")
+@json_option
+@pass_context
+def exec_check(context: Context, source_names, destination_names, subset, as_json):
+    """Verify repositories with `restic check`, reading a part of their data.
+
+    A repository whose check fails is reported with the status 'check failed' (exit code 1), and
+    `exec prune` forgets and prunes nothing in it until a check passes again."""
+    if "all" in source_names:
+        source_names = ()
+    _maintain(context, source_names, destination_names, as_json, prune=False,
+              subset=None if subset is None else ("" if subset == "none" else subset))
+
+
+@exec_.command("prune")
+@click.argument("source_names", nargs=-1, metavar="[SOURCE]...")
+@destination_option
+@json_option
+@pass_context
+def exec_prune(context: Context, source_names, destination_names, as_json):
+    """Apply the retention policy: check each repository first, then forget and prune.
+
+    Keeps the most recent snapshot of each of the last retention.keep_daily days, keep_monthly
+    months and keep_yearly years (restic's definition). Forgets nothing where the check fails or
+    fewer than retention.minimum_snapshots snapshots exist. Every forgotten snapshot is logged and
+    recorded in the history, with the repository's size, compression and deduplication after."""
+    if "all" in source_names:
+        source_names = ()
+    _maintain(context, source_names, destination_names, as_json, prune=True, subset=None)
 
 
 @cli.group()

@@ -30,6 +30,9 @@ MANAGED_LABEL = f"{LABEL}.managed"
 JOB_LABEL = f"{LABEL}.job"
 DEADLINE_LABEL = f"{LABEL}.deadline"
 NAME_PREFIX = "offsite-backup-"
+# Every job container has this host name: restic writes it into its locks, which tells the
+# runner's own (possibly stale) locks from anyone else's.
+JOB_HOSTNAME = "offsite-backup-job"
 
 # Host paths a job may never see: a mistake in a mount must not expose or endanger the host.
 FORBIDDEN_MOUNT_SOURCES = frozenset(
@@ -69,6 +72,7 @@ class JobSpec:
     timeout: int | None = None  # seconds; None: settings.jobs.timeout
     labels: Mapping[str, str] = field(default_factory=dict)
     user: str | None = None  # None: settings.jobs.user
+    entrypoint: tuple[str, ...] | None = None  # None: the image's
 
 
 @dataclass
@@ -123,6 +127,7 @@ def container_options(spec: JobSpec, settings: Settings, name: str, deadline: fl
         "image": spec.image or settings.images.tools,
         "command": list(spec.argv),
         "name": name,
+        "hostname": JOB_HOSTNAME,
         "labels": {**spec.labels, MANAGED_LABEL: "true", JOB_LABEL: spec.name, DEADLINE_LABEL: str(int(deadline))},
         "user": spec.user or jobs.user,
         "environment": dict(spec.env),
@@ -138,6 +143,8 @@ def container_options(spec: JobSpec, settings: Settings, name: str, deadline: fl
               for m in spec.mounts),
         ],
     }
+    if spec.entrypoint is not None:
+        options["entrypoint"] = list(spec.entrypoint)
     if jobs.userns:
         options["userns_mode"] = jobs.userns
     if jobs.memory_limit:

@@ -89,20 +89,21 @@ def init(repo: Repository) -> list[str]:
 
 
 def backup(repo: Repository, paths: Sequence[str], *, host: str, tags: Iterable[str] = (),
-           excludes: Iterable[str] = ()) -> list[str]:
+           excludes: Iterable[str] = (), retry_lock: int | None = None, time: str | None = None) -> list[str]:
     if not paths:
         raise ValueError("a backup needs at least one path")
     excludes_args = [arg for pattern in excludes for arg in ("--exclude", pattern)]
-    return ["restic", *global_args(repo), "backup", "--quiet", "--host", host, *_tags(tags),
-            *excludes_args, "--", *paths]
+    time_args = ["--time", time] if time else []
+    return ["restic", *global_args(repo), *_retry(retry_lock), "backup", "--quiet", "--host", host, *_tags(tags),
+            *time_args, *excludes_args, "--", *paths]
 
 
 def backup_from_command(repo: Repository, command: Sequence[str], *, filename: str, host: str,
-                        tags: Iterable[str] = ()) -> list[str]:
+                        tags: Iterable[str] = (), retry_lock: int | None = None) -> list[str]:
     """Back up a command's stdout; a command that fails makes no snapshot (restic >= 0.17)."""
     if not command:
         raise ValueError("backup_from_command needs a command")
-    return ["restic", *global_args(repo), "backup", "--quiet", "--host", host, *_tags(tags),
+    return ["restic", *global_args(repo), *_retry(retry_lock), "backup", "--quiet", "--host", host, *_tags(tags),
             "--stdin-filename", filename, "--stdin-from-command", "--", *command]
 
 
@@ -123,6 +124,47 @@ def restore(repo: Repository, snapshot: str, target: str, *, includes: Iterable[
 def stats(repo: Repository, mode: str = "raw-data") -> list[str]:
     """Repository size and snapshot count; takes no lock, so it never writes."""
     return ["restic", *global_args(repo), "--no-lock", "stats", "--mode", mode]
+
+
+def check(repo: Repository, subset: str | None = None, retry_lock: int | None = None) -> list[str]:
+    """Verify the repository; `subset` reads that part of the data too ('3/8', '10%', 'all')."""
+    args = ["restic", *global_args(repo), *_retry(retry_lock), "check"]
+    if subset == "all":
+        args.append("--read-data")
+    elif subset:
+        args += ["--read-data-subset", subset]
+    return args
+
+
+def forget(repo: Repository, *, daily: int, monthly: int, yearly: int, tags: Iterable[str] = (),
+           retry_lock: int | None = None) -> list[str]:
+    """Apply the retention policy to the snapshots with these tags (no prune: that is separate)."""
+    tag_filter = ["--tag", ",".join(tags)] if tags else []
+    return ["restic", *global_args(repo), *_retry(retry_lock), "forget", *tag_filter,
+            "--keep-daily", str(daily), "--keep-monthly", str(monthly), "--keep-yearly", str(yearly)]
+
+
+def forget_ids(repo: Repository, ids: Sequence[str], retry_lock: int | None = None) -> list[str]:
+    return ["restic", *global_args(repo), *_retry(retry_lock), "forget", "--", *ids]
+
+
+def prune(repo: Repository, retry_lock: int | None = None) -> list[str]:
+    return ["restic", *global_args(repo), *_retry(retry_lock), "prune"]
+
+
+def locks_report(repo: Repository) -> list[str]:
+    """Every lock in the repository: a line `lock <id>` followed by the lock's JSON."""
+    script = 'for id in $("$@" --no-lock list locks); do echo "lock $id"; "$@" --no-lock cat lock "$id"; done'
+    return ["sh", "-c", script, "locks", "restic", *global_args(repo)]
+
+
+def unlock(repo: Repository) -> list[str]:
+    """Remove the locks restic itself considers stale (never --remove-all)."""
+    return ["restic", *global_args(repo), "unlock"]
+
+
+def _retry(seconds: int | None) -> list[str]:
+    return ["--retry-lock", f"{seconds}s"] if seconds else []
 
 
 def cat_config(repo: Repository) -> list[str]:

@@ -8,7 +8,7 @@ from typing import Any
 
 EXIT_OK = 0
 EXIT_FAILED = 1
-EXIT_DEFERRED = 75  # EX_TEMPFAIL: nothing failed, but something was put off (quota)
+EXIT_DEFERRED = 75  # EX_TEMPFAIL: nothing failed, but something was put off (quota, another run)
 
 
 class Status(Enum):
@@ -18,10 +18,12 @@ class Status(Enum):
     UNAVAILABLE = "destination unavailable"
     REPOSITORY_MISSING = "repository missing"
     DEFERRED = "deferred by quota"
+    SKIPPED = "skipped by lock"
+    CHECK_FAILED = "check failed"
 
     @property
     def is_failure(self) -> bool:
-        return self not in (Status.OK, Status.DEFERRED)
+        return self not in (Status.OK, Status.DEFERRED, Status.SKIPPED)
 
 
 @dataclass
@@ -33,11 +35,12 @@ class RunResult:
     snapshot_id: str | None = None
     duration: float = 0.0
     figures: dict[str, Any] = field(default_factory=dict)
+    removed: list[dict] = field(default_factory=list)  # snapshots forgotten (prune): id, time
 
 
 def exit_code(results: list[RunResult]) -> int:
     if any(result.status.is_failure for result in results):
         return EXIT_FAILED
-    if any(result.status is Status.DEFERRED for result in results):
+    if any(result.status in (Status.DEFERRED, Status.SKIPPED) for result in results):
         return EXIT_DEFERRED
     return EXIT_OK

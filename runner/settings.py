@@ -162,6 +162,33 @@ class JobSettings(Section):
         return value
 
 
+class RetentionSettings(Section):
+    keep_daily: int = Field(7, ge=0, description="Keep the last snapshot of each of this many most recent days.")
+    keep_monthly: int = Field(12, ge=0, description="Keep the last snapshot of each of this many most recent months.")
+    keep_yearly: int = Field(2, ge=0, description="Keep the last snapshot of each of this many most recent years.")
+    minimum_snapshots: int = Field(
+        3, ge=1, description="Forget nothing in a repository holding fewer snapshots than this."
+    )
+    check_weeks: int = Field(
+        8, ge=1, description="The weekly check reads 1/N of the data, a different part each week, so all "
+        "of it is read every N weeks (1: read everything each time).",
+    )
+
+
+class LockSettings(Section):
+    wait: Seconds = Field(
+        900, description="How long a run waits for another runner job on the same repository before it "
+        "gives up and reports itself skipped.",
+    )
+    retry_lock: Seconds = Field(
+        600, description="How long restic waits for a lock held by someone else (restic --retry-lock).",
+    )
+    stale_after: Seconds = Field(
+        600, description="A restic lock left by one of this runner's jobs is removed (restic unlock) once it "
+        "is this old and no runner job works on the repository. restic refreshes live locks every 5 minutes.",
+    )
+
+
 class SecretSettings(Section):
     kv_mount: str = Field("secret", description="Mount path of the KV version 2 engine holding the backup secrets.")
     kv_prefix: str = Field("offsite-backup", description="Path under kv_mount where the backup secrets live.")
@@ -393,6 +420,8 @@ class Settings(BaseSettings):
     log: LogSettings = Field(default_factory=LogSettings, description="Logging.")
     restic: ResticSettings = Field(default_factory=ResticSettings, description="restic options.")
     secrets: SecretSettings = Field(default_factory=SecretSettings, description="Secrets in Vault and the agent.")
+    retention: RetentionSettings = Field(default_factory=RetentionSettings, description="What prune keeps.")
+    locks: LockSettings = Field(default_factory=LockSettings, description="Repository locks.")
     destinations: dict[str, DestinationConfig] = Field(
         default_factory=lambda: {"local": LocalDestination(kind="local")},
         description="Where backups go, by name; each holds one repository per source. "
