@@ -480,6 +480,144 @@ def recovery_kit(context: Context, output: Path | None, to_stdout: bool, force: 
     click.echo(f"wrote {output} (mode 0400). Keep it offline; do not leave it on this server.")
 
 
+@exec_.command("restore-test")
+@click.argument("source_names", nargs=-1, metavar="[SOURCE]...")
+@click.option("--destination", "-d", "destination_name",
+              help="Destination to restore from (default: restore_tests.destination, else the first enabled).")
+@json_option
+@pass_context
+def exec_restore_test(context: Context, source_names, destination_name, as_json):
+    """Restore the latest snapshot of vault, postgres, minio (or all) into throwaway containers on an
+    isolated network and compare it with what was recorded at backup time.
+
+    PostgreSQL: the dump is loaded into a throwaway server (restore_tests.postgres_image) and every
+    table's row count and checksum compared with the backup's manifest. Vault: the snapshot's sums
+    are verified and it is restored into a throwaway server; with restore_tests.vault_unseal_keys_file
+    it is unsealed and a canary secret read back. MinIO: every object's size and checksum is compared
+    with the manifest. The duration of each phase goes to the history (RTO planning). A difference is
+    reported as 'restore mismatch' (exit code 1)."""
+    from runner import recover, restoretests
+
+    if "all" in source_names:
+        source_names = ()
+    unknown = set(source_names) - set(restoretests.TESTS)
+    if unknown:
+        raise click.UsageError(f"no restore test for {', '.join(sorted(unknown))} (there are: {', '.join(restoretests.TESTS)})")
+    from runner.sources import enabled
+
+    names = [name for name in enabled(context.settings, source_names) if name in restoretests.TESTS]
+    try:
+        destination = recover.destination_for(context.settings, destination_name or context.settings.restore_tests.destination)
+    except recover.RestoreError as error:
+        raise click.UsageError(str(error)) from None
+    engine = _engine(context)
+    results = [restoretests.run(context.settings, engine, name, destination) for name in names]
+    _record(context.settings, [("restore-test", result) for result in results])
+    _report(results, as_json)
+
+
+@cli.group()
+def restore():
+    """Recover after a disaster, in this order: vault, then postgres, then minio."""
+
+
+snapshot_option = click.option("--snapshot", default="latest", show_default=True,
+                               help="Snapshot id (or its first characters) to restore.")
+restore_destination_option = click.option("--destination", "-d", "destination_name",
+                                          help="Destination to restore from (default: the first enabled).")
+force_option = click.option("--force", is_flag=True, help="Overwrite a target that is not empty.")
+
+
+def _restore(context: Context, action) -> None:
+    from runner.recover import RestoreError
+
+    try:
+        click.echo(action())
+    except RestoreError as error:
+        fail(f"restore failed: {error}")
+
+
+@restore.command("vault")
+@click.option("--output", "-o", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="File to write the raft snapshot to.")
+@snapshot_option
+@restore_destination_option
+@force_option
+@pass_context
+def restore_vault_command(context: Context, output, snapshot, destination_name, force):
+    """Write a Vault raft snapshot to a file, its sums verified, ready for
+    `vault operator raft snapshot restore -force FILE`."""
+    from runner import recover
+
+    _restore(context, lambda: recover.restore_vault(
+        context.settings, _engine(context), recover.destination_for(context.settings, destination_name),
+        snapshot, output, force))
+
+
+@restore.command("postgres")
+@click.option("--container", help="Podman container running the PostgreSQL to restore into.")
+@click.option("--host", help="Or: host name or address of the server ...")
+@click.option("--network", help="... and the Podman network it is reached on.")
+@click.option("--port", default=5432, show_default=True, type=int)
+@click.option("--user", help="Superuser to load as (default: sources.postgres.user).")
+@click.option("--pgpass", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="pgpass file with that user's password (default: the configured one, if it exists).")
+@snapshot_option
+@restore_destination_option
+@force_option
+@pass_context
+def restore_postgres_command(context: Context, container, host, network, port, user, pgpass, snapshot,
+                             destination_name, force):
+    """Load a pg_dumpall snapshot into a running PostgreSQL, stopping at the first error.
+    Refuses a server that already holds databases or tables unless --force."""
+    from runner import recover
+    from runner.sources import postgres
+
+    settings = context.settings
+    configured_pgpass = postgres.pgpass_file(settings)
+    _restore(context, lambda: recover.restore_postgres(
+        settings, _engine(context), recover.destination_for(settings, destination_name), snapshot,
+        container=container, host=host, port=port, network=network, user=user or settings.sources.postgres.user,
+        pgpass=pgpass or (configured_pgpass if configured_pgpass.exists() else None), force=force))
+
+
+@restore.command("minio")
+@click.option("--to-dir", "target", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Directory to restore the objects (objects/<bucket>/<key>) and their manifest into.")
+@snapshot_option
+@restore_destination_option
+@force_option
+@pass_context
+def restore_minio_command(context: Context, target, snapshot, destination_name, force):
+    """Restore the MinIO mirror: every object, and the manifest of their content types and metadata."""
+    from runner import recover
+
+    _restore(context, lambda: recover.restore_minio(
+        context.settings, _engine(context), recover.destination_for(context.settings, destination_name),
+        snapshot, target, force))
+
+
+@cli.group(hidden=True)
+def internal():
+    """Steps the runner runs inside job containers."""
+
+
+@internal.command("vault-probe")
+@click.option("--address", required=True)
+@click.option("--snapshot", required=True, type=click.Path(path_type=Path, exists=True))
+@click.option("--unseal-keys-file", type=click.Path(path_type=Path, exists=True))
+@click.option("--approle-dir", type=click.Path(path_type=Path, exists=True, file_okay=False))
+@click.option("--kv-mount", default="secret")
+@click.option("--canary", default="")
+@click.option("--canary-key", default="password")
+def internal_vault_probe(address, snapshot, unseal_keys_file, approle_dir, kv_mount, canary, canary_key):
+    """Restore a raft snapshot into a throwaway Vault and report, as JSON, what could be verified."""
+    from runner.restoretests import vault_probe
+
+    result = vault_probe(address, snapshot, unseal_keys_file, approle_dir, kv_mount, canary, canary_key)
+    click.echo(json.dumps(result))
+
+
 def _size(value: int | None) -> str:
     if value is None:
         return "-"

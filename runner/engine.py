@@ -11,7 +11,8 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -41,6 +42,7 @@ FORBIDDEN_MOUNT_SOURCES = frozenset(
 )
 OUTPUT_LIMIT = 32 * 1024 * 1024  # bytes of stdout kept for parsing; the log gets everything
 TAIL_LINES = 30
+PROGRESS_SECONDS = 10
 # A leftover is an exited or never-started job container older than this (a live run removes its
 # own containers within seconds of their exit).
 LEFTOVER_GRACE_SECONDS = 120
@@ -73,6 +75,8 @@ class JobSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
     user: str | None = None  # None: settings.jobs.user
     entrypoint: tuple[str, ...] | None = None  # None: the image's
+    # Turns an output line into a progress message (or None); logged at INFO every PROGRESS_SECONDS.
+    progress: Callable[[str], str | None] | None = field(default=None, compare=False)
 
 
 @dataclass
@@ -204,7 +208,7 @@ class Engine:
                 container.start()
             except APIError as error:
                 raise JobError(f"job {spec.name}: Podman could not start the container: {error.explanation or error}") from None
-            readers = _OutputReaders(container, spec.name, self.settings.log.job_output)
+            readers = _OutputReaders(container, spec.name, self.settings.log.job_output, spec.progress)
             exit_code, timed_out = self._wait(container, timeout)
             readers.join()
             result = JobResult(
@@ -301,6 +305,47 @@ class Engine:
     def remove(self, container) -> None:
         _remove(container)
 
+    @contextmanager
+    def isolated_network(self, purpose: str):
+        """A throwaway internal network: its containers reach each other and nothing else."""
+        name = container_name(purpose)
+        network = self.client.networks.create(name, internal=True, labels={MANAGED_LABEL: "true"})
+        logger.info("created isolated network {}", name)
+        try:
+            yield name
+        finally:
+            try:
+                network.remove(force=True)
+            except (APIError, NotFound, requests.RequestException) as error:
+                logger.warning("could not remove network {}: {} (`runner jobs gc` will)", name, error)
+
+    @contextmanager
+    def service(self, purpose: str, image: str, network: str, *, env: Mapping[str, str] | None = None,
+                command: list[str] | None = None, timeout: int = 3600):
+        """A throwaway service container (a database for a restore test) on one network; removed on exit.
+
+        Unlike jobs it keeps the image's user and a writable root (database images need both), but it
+        gets no-new-privileges and is attached to `network` only."""
+        if not self.image_exists(image):
+            raise JobError(f"image {image} not found (pull or build it first)")
+        name = container_name(purpose)
+        options = {
+            "image": image, "name": name, "environment": dict(env or {}), "no_new_privileges": True,
+            "network_mode": "bridge", "networks": {network: {}}, "log_config": {"Type": "k8s-file"},
+            "labels": {MANAGED_LABEL: "true", JOB_LABEL: purpose, DEADLINE_LABEL: str(int(time.time() + timeout))},
+        }
+        if command:
+            options["command"] = command
+        container = self.client.containers.create(**options)
+        try:
+            container.start()
+            container.reload()
+            address = container.attrs["NetworkSettings"]["Networks"][network]["IPAddress"]
+            logger.info("started {} ({}) at {} on {}", name, image, address, network)
+            yield ServiceHandle(name, address)
+        finally:
+            _remove(container)
+
 
 @dataclass(frozen=True)
 class ContainerStatus:
@@ -309,6 +354,12 @@ class ContainerStatus:
     state: str = ""  # "running", "exited", ...
     health: str = ""  # "healthy", "unhealthy", "starting", or "" without a health check
     addresses: dict[str, str] = field(default_factory=dict)  # network -> IP address
+
+
+@dataclass(frozen=True)
+class ServiceHandle:
+    name: str
+    address: str
 
 
 @dataclass(frozen=True)
@@ -321,7 +372,9 @@ class ExecResult:
 class _OutputReaders:
     """Follows a container's stdout and stderr in two threads, logging each line as it arrives."""
 
-    def __init__(self, container, job: str, level: str):
+    def __init__(self, container, job: str, level: str, progress=None):
+        self.progress = progress
+        self._last_progress = 0.0
         self.stdout: list[str] = []
         self.stderr_tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.output_tail: deque[str] = deque(maxlen=TAIL_LINES)
@@ -339,6 +392,8 @@ class _OutputReaders:
             frames = container.logs(stream=True, follow=True, stdout=is_stdout, stderr=not is_stdout)
             for line in _lines(frames):
                 logger.log("DEBUG" if is_stdout else level, "[{}] {}", job, line)
+                if is_stdout and self.progress:
+                    self._report_progress(job, line)
                 with self._lock:
                     self.output_tail.append(line)
                     if is_stdout:
@@ -349,6 +404,15 @@ class _OutputReaders:
                         self.stderr_tail.append(line)
         except (APIError, NotFound, requests.RequestException) as error:
             logger.debug("output of {} ended: {}", job, error)
+
+    def _report_progress(self, job: str, line: str) -> None:
+        try:
+            message = self.progress(line)
+        except ValueError:
+            return
+        if message and time.monotonic() - self._last_progress >= PROGRESS_SECONDS:
+            self._last_progress = time.monotonic()
+            logger.info("[{}] {}", job, message)
 
     def join(self) -> None:
         for thread in self._threads:

@@ -229,6 +229,7 @@ def build(settings: Settings, names: Iterable[str] | None = None, force: bool = 
             if recipe.prepare:
                 recipe.prepare(context, settings)
             podman("build", "--quiet", "--pull=never", "--build-arg", f"BASE_IMAGE={base}",
+                   "--build-arg", f"RUNNER_INPUTS={digest}",
                    "--label", f"{INPUTS_LABEL}={digest}", "--tag", recipe.tag, str(context),
                    timeout=BUILD_TIMEOUT)
         report[recipe.name] = "built"

@@ -20,6 +20,7 @@ class Status(Enum):
     DEFERRED = "deferred by quota"
     SKIPPED = "skipped by lock"
     CHECK_FAILED = "check failed"
+    RESTORE_MISMATCH = "restore mismatch"
 
     @property
     def is_failure(self) -> bool:

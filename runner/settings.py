@@ -189,6 +189,25 @@ class LockSettings(Section):
     )
 
 
+class RestoreTestSettings(Section):
+    destination: str = Field("", description="Destination the restore tests read from; empty: the first enabled one.")
+    postgres_image: str = Field(
+        "docker.io/library/postgres:17",
+        description="Image of the throwaway PostgreSQL (the official image's contract); match production's major version.",
+    )
+    vault_image: str = Field("", description="Image of the throwaway Vault/OpenBao server; empty: images.openbao.")
+    vault_unseal_keys_file: Path | None = Field(
+        None, description="Unseal keys of the production Vault (one per line), for unsealing the restored copy "
+        "when it comes up sealed. Without them only the snapshot's structure and its acceptance are verified.",
+    )
+    vault_canary: str = Field(
+        "restic/vault", description="KV path (below secrets.kv_prefix) read back from the restored Vault, "
+        "logged in with the runner's AppRole; empty to skip.",
+    )
+    vault_canary_key: str = Field("password", description="Key that must be present and non-empty at vault_canary.")
+    timeout: Seconds = Field(7200, description="Time limit of each restore test.")
+
+
 class SecretSettings(Section):
     kv_mount: str = Field("secret", description="Mount path of the KV version 2 engine holding the backup secrets.")
     kv_prefix: str = Field("offsite-backup", description="Path under kv_mount where the backup secrets live.")
@@ -422,6 +441,7 @@ class Settings(BaseSettings):
     secrets: SecretSettings = Field(default_factory=SecretSettings, description="Secrets in Vault and the agent.")
     retention: RetentionSettings = Field(default_factory=RetentionSettings, description="What prune keeps.")
     locks: LockSettings = Field(default_factory=LockSettings, description="Repository locks.")
+    restore_tests: RestoreTestSettings = Field(default_factory=RestoreTestSettings, description="Monthly restore tests.")
     destinations: dict[str, DestinationConfig] = Field(
         default_factory=lambda: {"local": LocalDestination(kind="local")},
         description="Where backups go, by name; each holds one repository per source. "

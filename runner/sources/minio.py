@@ -144,7 +144,7 @@ def manifest(objects: list[dict], buckets: list[str], mirror: Path, previous: di
             "size": item["Size"],
             "mtime": item.get("ModTime"),
             "md5": (item.get("Hashes") or {}).get("md5"),
-            "sha256": before["sha256"] if unchanged and before.get("sha256") else _sha256(mirror / OBJECTS / path),
+            "sha256": before["sha256"] if unchanged and before.get("sha256") else sha256_of(mirror / OBJECTS / path),
             "content_type": item.get("MimeType"),
             "metadata": item.get("Metadata") or {},
         }
@@ -158,7 +158,7 @@ def manifest(objects: list[dict], buckets: list[str], mirror: Path, previous: di
     }
 
 
-def _sha256(path: Path) -> str:
+def sha256_of(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

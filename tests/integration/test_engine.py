@@ -123,4 +123,4 @@ def test_gc_removes_leftovers_of_a_crashed_run_only(engine, settings):
         assert containers_named(exited) == [] and containers_named(overdue) == []
         assert len(containers_named(live)) == 1
     finally:
-        subprocess.run(["podman", "rm", "-f", "-t", "0", *names], capture_output=True)
+        subprocess.run(["podman", "rm", "--force", "--ignore", "--time", "0", *names], capture_output=True)

@@ -3,14 +3,20 @@ set -eu
 user=${POSTGRES_USER:-postgres}
 db=${POSTGRES_DB:-$user}
 
+auth=${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}
+
 if [ ! -s "$PGDATA/PG_VERSION" ]; then
-    : "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD (the official image's contract)}"
     pwfile=$(mktemp)
-    printf '%s' "$POSTGRES_PASSWORD" > "$pwfile"
-    initdb --username="$user" --pwfile="$pwfile" --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+    if [ "$auth" = trust ]; then
+        printf '%s' "${POSTGRES_PASSWORD:-unused}" > "$pwfile"
+    else
+        : "${POSTGRES_PASSWORD:?set POSTGRES_PASSWORD, or POSTGRES_HOST_AUTH_METHOD=trust (the official image's contract)}"
+        printf '%s' "$POSTGRES_PASSWORD" > "$pwfile"
+    fi
+    initdb --username="$user" --pwfile="$pwfile" --auth-local=trust --auth-host="$auth" >/dev/null
     rm -f "$pwfile"
     echo "listen_addresses = '*'" >> "$PGDATA/postgresql.conf"
-    echo "host all all all scram-sha-256" >> "$PGDATA/pg_hba.conf"
+    echo "host all all all $auth" >> "$PGDATA/pg_hba.conf"
     pg_ctl --silent --wait --options="-c listen_addresses=''" start
     if [ "$db" != postgres ]; then
         psql --username="$user" --dbname=postgres --quiet --set ON_ERROR_STOP=1 --command "CREATE DATABASE \"$db\""

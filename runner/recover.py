@@ -1,0 +1,189 @@
+"""Getting data back: finding and fetching snapshots, and the restores a person runs in a disaster.
+
+Restore order after a disaster: Vault (it holds every other credential), then PostgreSQL, then
+MinIO. Each restore refuses to overwrite a non-empty target without `force`, and ends with the
+next step to take.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shlex
+import shutil
+from pathlib import Path
+
+from loguru import logger
+
+from runner import restic
+from runner.destinations import Destination, DestinationUnavailable, RepositoryAccess, RepositoryMissing, configured
+from runner.engine import Engine, JobSpec, Mount
+from runner.repositories import restic_job
+from runner.settings import Settings
+from runner.sources import minio, postgres, vault
+from runner.workspace import job_dir, remove_tree
+
+
+class RestoreError(Exception):
+    pass
+
+
+def destination_for(settings: Settings, name: str | None) -> Destination:
+    try:
+        chosen = configured(settings, [name] if name else [])
+    except ValueError as error:
+        raise RestoreError(str(error)) from None
+    if not chosen:
+        raise RestoreError("no destination is enabled")
+    return chosen[0]
+
+
+def open_repository(destination: Destination, source: str) -> RepositoryAccess:
+    try:
+        destination.preflight()
+        return destination.access(source)
+    except (DestinationUnavailable, RepositoryMissing) as error:
+        raise RestoreError(str(error)) from None
+
+
+def find_snapshot(engine: Engine, access: RepositoryAccess, tag: str, wanted: str = "latest") -> dict:
+    """The newest snapshot with this tag, or the one whose id starts with `wanted`."""
+    result = engine.run(restic_job(access, "snapshots", restic.snapshots(access.repository, tags=[tag])))
+    if not result.ok:
+        raise RestoreError(f"cannot list the snapshots of {access.location}: {' '.join(result.output_tail[-2:])}")
+    documents = restic.parse_output(result.stdout).documents
+    snapshots = documents[0] if documents and isinstance(documents[0], list) else []
+    if wanted != "latest":
+        snapshots = [s for s in snapshots if s["id"].startswith(wanted)]
+    if not snapshots:
+        raise RestoreError(f"no {tag} snapshot {'' if wanted == 'latest' else wanted + ' '}in {access.location}")
+    return max(snapshots, key=lambda s: s["time"])
+
+
+def restore_progress(line: str) -> str | None:
+    """restic's JSON status lines as a short progress message."""
+    if '"message_type":"status"' not in line:
+        return None
+    status = json.loads(line)
+    done, total = status.get("bytes_restored", 0), status.get("total_bytes", 0)
+    return f"{status.get('percent_done', 0) * 100:.0f}% restored ({done} of {total} bytes)"
+
+
+def fetch(settings: Settings, engine: Engine, access: RepositoryAccess, snapshot: dict, target: Path) -> int:
+    """Restore a whole snapshot into `target`; return the bytes restored."""
+    job_dir(target, settings)
+    job = restic_job(access, "restore", restic.restore(access.repository, snapshot["id"], "/restore"),
+                     (Mount(target, "/restore", read_only=False),))
+    result = engine.run(dataclasses.replace(job, progress=restore_progress))
+    if not result.ok:
+        said = restic.parse_output(result.stdout).exit_error or " ".join(result.output_tail[-3:])
+        raise RestoreError(f"restoring snapshot {snapshot['id'][:8]} from {access.location} failed: {said}")
+    return sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
+
+
+# Loading a dump ---------------------------------------------------------------------------------
+
+def load_dump(settings: Settings, engine: Engine, dump: Path, host: str, port: int, user: str,
+              networks: tuple[str, ...], pgpass: Path | None = None) -> tuple[bool, str]:
+    """Load a pg_dumpall file with psql, stopping at the first error. The dump's CREATE ROLE for the
+    server's own bootstrap role would be that error on any fresh server: it is skipped."""
+    skip_own_role = f"/^CREATE ROLE {user};$/d"
+    script = (f"set -o pipefail; sed {shlex.quote(skip_own_role)} /dump/{dump.name} | psql -v ON_ERROR_STOP=1 -qX "
+              f"-h {shlex.quote(host)} -p {port} -U {shlex.quote(user)} -d postgres")
+    mounts = [Mount(dump.parent, "/dump")]
+    env = {}
+    if pgpass:
+        mounts.append(Mount(pgpass, postgres.PGPASS))
+        env["PGPASSFILE"] = postgres.PGPASS
+    result = engine.run(JobSpec(name="load-dump", argv=("bash", "-c", script), mounts=tuple(mounts),
+                                networks=networks, env=env, timeout=settings.restore_tests.timeout))
+    return result.ok, " ".join(line for line in result.output_tail[-4:] if line.strip())
+
+
+def user_data(settings: Settings, engine: Engine, host: str, port: int, user: str, networks: tuple[str, ...],
+              pgpass: Path | None = None) -> list[str]:
+    """Databases other than the built-in ones, and tables in `postgres`: what --force would overwrite."""
+    query = ("SELECT 'database ' || datname FROM pg_database WHERE datname NOT IN ('postgres', 'template0', 'template1') "
+             "UNION ALL SELECT 'table postgres.' || schemaname || '.' || tablename FROM pg_tables "
+             "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')")
+    mounts, env = (), {}
+    if pgpass:
+        mounts, env = (Mount(pgpass, postgres.PGPASS),), {"PGPASSFILE": postgres.PGPASS}
+    result = engine.run(JobSpec(name="inspect-target", networks=networks, mounts=mounts, env=env, timeout=120, argv=(
+        "psql", "-qAtX", "-h", host, "-p", str(port), "-U", user, "-d", "postgres", "-c", query)))
+    if not result.ok:
+        raise RestoreError(f"cannot connect to PostgreSQL at {host}:{port} as {user}: {' '.join(result.output_tail[-2:])}")
+    return [line for line in result.stdout if line.strip()]
+
+
+# The restores a person runs ----------------------------------------------------------------------
+
+def restore_vault(settings: Settings, engine: Engine, destination: Destination, wanted: str, output: Path,
+                  force: bool) -> str:
+    if output.exists() and not force:
+        raise RestoreError(f"{output} exists; use --force to replace it")
+    access = open_repository(destination, "vault")
+    snapshot = find_snapshot(engine, access, "vault", wanted)
+    work = settings.paths.staging_dir / "restore-vault"
+    try:
+        fetch(settings, engine, access, snapshot, work)
+        restored = work / vault.INSIDE.lstrip("/") / vault.SNAPSHOT
+        meta = vault.verify_snapshot(restored)
+        output.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(restored, output)
+        output.chmod(0o600)
+    finally:
+        remove_tree(work)
+    return (f"wrote Vault snapshot {snapshot['id'][:8]} of {snapshot['time'][:19]} (raft index {meta.get('Index')}, "
+            f"sums verified) to {output}.\nNext: start an initialized, unsealed Vault and run\n"
+            f"    vault operator raft snapshot restore -force {output}\n"
+            "then unseal it with the original unseal keys; then restore PostgreSQL.")
+
+
+def restore_postgres(settings: Settings, engine: Engine, destination: Destination, wanted: str, *,
+                     container: str | None, host: str | None, port: int, network: str | None, user: str,
+                     pgpass: Path | None, force: bool) -> str:
+    if container:
+        status = engine.container_status(container)
+        if not status.exists or status.state != "running":
+            raise RestoreError(f"container {container!r} is not running")
+        network = network or next(iter(status.addresses), "")
+        host = host or status.addresses.get(network, "")
+    if not host or not network:
+        raise RestoreError("give --container NAME, or --host and --network")
+    networks = (network,)
+    present = user_data(settings, engine, host, port, user, networks, pgpass)
+    if present and not force:
+        raise RestoreError(f"the target already holds data ({', '.join(present[:5])}); use --force to load over it")
+    access = open_repository(destination, "postgres")
+    snapshot = find_snapshot(engine, access, "postgres", wanted)
+    work = settings.paths.staging_dir / "restore-postgres"
+    try:
+        fetch(settings, engine, access, snapshot, work)
+        ok, said = load_dump(settings, engine, work / postgres.DUMP_FILENAME, host, port, user, networks, pgpass)
+    finally:
+        remove_tree(work)
+    if not ok:
+        raise RestoreError(f"loading the dump stopped at an error: {said}")
+    return (f"loaded PostgreSQL dump {snapshot['id'][:8]} of {snapshot['time'][:19]} into {host}:{port}.\n"
+            "Next: check the applications' data (row counts, a login), then restore MinIO.")
+
+
+def restore_minio(settings: Settings, engine: Engine, destination: Destination, wanted: str, target: Path,
+                  force: bool) -> str:
+    if target.exists() and any(target.iterdir()) and not force:
+        raise RestoreError(f"{target} is not empty; use --force to restore into it")
+    access = open_repository(destination, "minio")
+    snapshot = find_snapshot(engine, access, "minio", wanted)
+    work = settings.paths.staging_dir / "restore-minio"
+    try:
+        fetch(settings, engine, access, snapshot, work)
+        restored = work / minio.INSIDE.lstrip("/")
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(restored, target, dirs_exist_ok=True)
+    finally:
+        remove_tree(work)
+    return (f"restored MinIO snapshot {snapshot['id'][:8]} of {snapshot['time'][:19]} to {target}: objects in "
+            f"{target / minio.OBJECTS}/<bucket>/<key>, their content types and metadata in {target / minio.MANIFEST}.\n"
+            f"Next: upload them, e.g. `mc mirror {target / minio.OBJECTS} myminio/` or `rclone copy` per bucket, "
+            "and set the content types from the manifest.")

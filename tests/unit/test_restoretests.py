@@ -1,0 +1,38 @@
+import hashlib
+
+from runner.recover import restore_progress
+from runner.restoretests import compare_manifests, compare_objects
+
+
+def test_manifest_comparison_names_database_and_table():
+    expected = {"databases": {"shop": {"public.a": {"rows": 2, "checksum": "1"}, "public.b": {"rows": 1, "checksum": "2"},
+                                       "public.c": {"rows": 5, "checksum": "3"}}}}
+    actual = {"databases": {"shop": {"public.a": {"rows": 2, "checksum": "1"}, "public.b": {"rows": 1, "checksum": "X"}}}}
+    assert compare_manifests(expected, actual) == ["shop: public.b: row contents differ from the backup",
+                                                   "shop: public.c is missing"]
+    actual["databases"]["shop"]["public.b"]["checksum"] = "2"
+    actual["databases"]["shop"]["public.c"] = {"rows": 4, "checksum": "3"}
+    assert compare_manifests(expected, actual) == ["shop: public.c has 4 rows, the backup had 5"]
+
+
+def test_object_comparison(tmp_path):
+    (tmp_path / "bucket").mkdir()
+    (tmp_path / "bucket" / "same").write_bytes(b"same")
+    (tmp_path / "bucket" / "changed").write_bytes(b"chXnged")
+    (tmp_path / "bucket" / "stray").write_bytes(b"?")
+
+    def entry(body: bytes, **extra):
+        return {"size": len(body), "sha256": hashlib.sha256(body).hexdigest(), "content_type": "text/plain",
+                "metadata": {}, **extra}
+
+    manifest = {"objects": {"bucket/same": entry(b"same"), "bucket/changed": entry(b"changed"),
+                            "bucket/gone": entry(b"gone")}}
+    assert compare_objects(manifest, tmp_path) == ["bucket/changed: content differs from the backup",
+                                                   "bucket/gone is missing",
+                                                   "bucket/stray is in the snapshot but not in its manifest"]
+
+
+def test_restore_progress_lines():
+    line = '{"message_type":"status","percent_done":0.5,"total_bytes":200,"bytes_restored":100}'
+    assert restore_progress(line) == "50% restored (100 of 200 bytes)"
+    assert restore_progress('{"message_type":"summary"}') is None
