@@ -177,7 +177,7 @@ def jobs_list(context: Context):
 @pass_context
 def jobs_gc(context: Context, everything: bool, dry_run: bool):
     """Remove job containers left behind by a crashed run: stopped or never-started ones,
-    and running ones past their time limit."""
+    and running ones past their time limit; then the restore tests' networks no container uses."""
     engine = _engine(context)
     leftovers = engine.leftovers(include_running=everything)
     for container in leftovers:
@@ -185,6 +185,9 @@ def jobs_gc(context: Context, everything: bool, dry_run: bool):
         if not dry_run:
             engine.remove(container)
     click.echo(f"{len(leftovers)} leftover job container(s)")
+    if not dry_run:
+        for name in engine.remove_unused_networks():
+            click.echo(f"removed unused network {name}")
 
 
 def _selection(context: Context, destination_names: tuple[str, ...], source_names: tuple[str, ...]):

@@ -305,6 +305,17 @@ class Engine:
     def remove(self, container) -> None:
         _remove(container)
 
+    def remove_unused_networks(self) -> list[str]:
+        """Remove the runner's isolated networks that no container uses any more."""
+        removed = []
+        for network in self.client.networks.list(filters={"label": f"{MANAGED_LABEL}=true"}):
+            try:
+                network.remove()  # without force: a network still in use stays
+                removed.append(network.name)
+            except (APIError, requests.RequestException):
+                continue
+        return removed
+
     @contextmanager
     def isolated_network(self, purpose: str):
         """A throwaway internal network: its containers reach each other and nothing else."""

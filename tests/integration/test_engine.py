@@ -122,5 +122,8 @@ def test_gc_removes_leftovers_of_a_crashed_run_only(engine, settings):
                 engine.remove(container)
         assert containers_named(exited) == [] and containers_named(overdue) == []
         assert len(containers_named(live)) == 1
+        subprocess.run(["podman", "network", "create", "--internal", "--label", "io.offsite-backup.managed=true",
+                        f"offsite-backup-test-gc-net-{os.getpid()}"], check=True, capture_output=True)
+        assert f"offsite-backup-test-gc-net-{os.getpid()}" in engine.remove_unused_networks()
     finally:
         subprocess.run(["podman", "rm", "--force", "--ignore", "--time", "0", *names], capture_output=True)
