@@ -100,3 +100,11 @@ template {
   error_on_missing_key = true
   contents             = "{{ with secret \"secret/data/offsite-backup/minio\" }}[default]\naws_access_key_id = {{ .Data.data.access_key }}\naws_secret_access_key = {{ .Data.data.secret_key }}\n{{ end }}"
 }
+
+# SMTP user name and password
+template {
+  destination          = "/run/offsite-backup/secrets/smtp-credentials"
+  perms                = "0400"
+  error_on_missing_key = true
+  contents             = "{{ with secret \"secret/data/offsite-backup/smtp\" }}{{ .Data.data.username }}\n{{ .Data.data.password }}\n{{ end }}"
+}

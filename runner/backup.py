@@ -11,7 +11,7 @@ from runner.destinations import Destination, DestinationUnavailable, RepositoryA
 from runner.engine import Engine, Mount
 from runner.locking import clear_stale_locks, repository_lock, skipped_message
 from runner.quota import ledger
-from runner.repositories import failure, restic_job, unavailable
+from runner.repositories import failure, restic_job, storage, unavailable
 from runner.results import RunResult, Status
 from runner.settings import Settings
 from runner.sources import Payload, SourceError
@@ -104,6 +104,7 @@ def _run_backup(settings: Settings, engine: Engine, module, payload: Payload, de
         return RunResult(source, destination.name, Status.FAILED, f"{source}: {error}", snapshot, result.duration, figures)
     finally:
         ledger(settings.paths.state_dir).record(destination.name, source, added)
+    figures.update(storage(engine, access, logical=False))
     message = describe(summary, payload.figures)
     logger.info("{} -> {}: {}", source, destination.name, message)
     return RunResult(source, destination.name, Status.OK, message, snapshot, result.duration, figures)

@@ -25,9 +25,10 @@ def console() -> Console:
 
 
 class Context:
-    def __init__(self, config: Path | None, log_level: str | None):
+    def __init__(self, config: Path | None, log_level: str | None, log_format: str | None = None):
         self.config = config
         self.log_level = log_level
+        self.log_format = log_format
         self._loaded: LoadedSettings | None = None
 
     def load(self) -> LoadedSettings:
@@ -36,7 +37,8 @@ class Context:
                 self._loaded = load_settings(self.config)
             except ConfigError as error:
                 fail_config(error)
-            logs.setup(self.log_level or self._loaded.settings.log.level)
+            logs.setup(self.log_level or self._loaded.settings.log.level,
+                       self.log_format or self._loaded.settings.log.format)
         return self._loaded
 
     @property
@@ -73,13 +75,14 @@ Exit codes: 0 success, 1 a job failed, 2 the configuration or the command line i
               help=f"TOML configuration file (default: ${CONFIG_ENV} or {DEFAULT_CONFIG_PATH}).")
 @click.option("--log-level", type=click.Choice(["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
               help="Override log.level for this invocation.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), help="Override log.format: 'json' for machines.")
 @click.version_option(package_name="offsite-backup-runner")
 @click.pass_context
-def cli(ctx: click.Context, config: Path | None, log_level: str | None):
+def cli(ctx: click.Context, config: Path | None, log_level: str | None, log_format: str | None):
     """Offsite backups of Vault, PostgreSQL and MinIO with restic, each job run in an
     ephemeral, hardened Podman container."""
-    logs.setup(log_level.upper() if log_level else "INFO")
-    ctx.obj = Context(config, log_level.upper() if log_level else None)
+    logs.setup(log_level.upper() if log_level else "INFO", log_format or "text")
+    ctx.obj = Context(config, log_level.upper() if log_level else None, log_format)
 
 
 @cli.group()
@@ -204,12 +207,18 @@ def _selection(context: Context, destination_names: tuple[str, ...], source_name
 
 
 def _record(settings, runs) -> None:
-    """Put (kind, result) pairs in the run history."""
-    from runner.history import open_history
+    """Put (kind, result) pairs in the run history, as soon as they are known."""
+    from runner.reporting import record
 
-    history = open_history(settings.paths.state_dir)
-    for kind, result in runs:
-        history.record(kind, result)
+    record(settings, runs)
+
+
+def _finish(settings, runs, as_json: bool) -> None:
+    """Alerts, metrics, dashboard and ping for the recorded runs; then the report and exit code."""
+    from runner.reporting import report
+
+    report(settings, runs)
+    _report([result for _, result in runs], as_json)
 
 
 def _report(results, as_json: bool) -> None:
@@ -331,12 +340,12 @@ def exec_backup(context: Context, source_names, destination_names, as_json):
         source_names = ()
     chosen, names = _selection(context, destination_names, source_names)
     engine = _engine(context)
-    results = []
+    runs = []
     for source in names:
-        outcome = back_up(context.settings, engine, source, chosen)
-        _record(context.settings, [("backup", result) for result in outcome])
-        results += outcome
-    _report(results, as_json)
+        outcome = [("backup", result) for result in back_up(context.settings, engine, source, chosen)]
+        _record(context.settings, outcome)
+        runs += outcome
+    _finish(context.settings, runs, as_json)
 
 
 def _maintain(context: Context, source_names, destination_names, as_json, prune: bool, subset: str | None):
@@ -345,13 +354,13 @@ def _maintain(context: Context, source_names, destination_names, as_json, prune:
     chosen, names = _selection(context, destination_names, source_names)
     engine = _engine(context)
     subset = rotating_subset(context.settings) if subset is None else subset
-    results = []
+    runs = []
     for destination in chosen:
         for source in names:
             outcome = maintain(context.settings, engine, destination, source, prune=prune, subset=subset)
             _record(context.settings, outcome.runs)
-            results += [result for _, result in outcome.runs]
-    _report(results, as_json)
+            runs += outcome.runs
+    _finish(context.settings, runs, as_json)
 
 
 @exec_.command("check")
@@ -387,6 +396,53 @@ def exec_prune(context: Context, source_names, destination_names, as_json):
     if "all" in source_names:
         source_names = ()
     _maintain(context, source_names, destination_names, as_json, prune=True, subset=None)
+
+
+@cli.command()
+@json_option
+@pass_context
+def status(context: Context, as_json: bool):
+    """Show, per source and destination, the last successful backup and its age against the RPO,
+    the last outcome, size and its change, the repository size and the last restore test.
+
+    Also raises the alert for any source past its RPO (once). Exit code 1 when anything is past
+    its RPO, last failed, or failed its last restore test: usable as a health check."""
+    from runner.reporting import report
+    from runner.status import overview
+
+    history = report(context.settings, [])
+    states = overview(context.settings, history)
+    code = 0 if states and all(state.healthy for state in states) else EXIT_FAILED
+    if as_json:
+        click.echo(json.dumps([state.as_dict() for state in states], indent=2))
+        sys.exit(code)
+    table = Table("source", "destination", "health", "last success", "RPO", "last outcome", "last size", "change",
+                  "repository", "snapshots", "last restore test")
+    for state in states:
+        table.add_row(
+            state.source, state.destination, "[green]ok[/]" if state.healthy else "[red]attention[/]",
+            f"{state.age_hours} h ago" if state.age_hours is not None else "never",
+            "within" if state.within_rpo else "[red]past[/]", state.last_outcome or "-", _size(state.last_size),
+            f"{state.size_change:+.0%}" if state.size_change is not None else "-", _size(state.repository_bytes),
+            _number(state.snapshots),
+            f"{state.last_restore_test} {state.last_restore_test_at:%Y-%m-%d}" if state.last_restore_test_at else "-")
+    console().print(table)
+    sys.exit(code)
+
+
+@cli.command()
+@click.option("--output", "-o", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="HTML file to write (self-contained: no external assets).")
+@pass_context
+def dashboard(context: Context, output: Path):
+    """Write the status dashboard: status per source and destination, charts of backup size,
+    duration, deduplication and restore-test duration over time, and the latest alerts.
+    (monitoring.dashboard_file rewrites it after every run.)"""
+    from runner import dashboard as pages
+    from runner.history import open_history
+
+    pages.write(context.settings, open_history(context.settings.paths.state_dir), output)
+    click.echo(f"wrote {output}")
 
 
 @cli.group()
@@ -514,9 +570,11 @@ def exec_restore_test(context: Context, source_names, destination_name, as_json)
     except recover.RestoreError as error:
         raise click.UsageError(str(error)) from None
     engine = _engine(context)
-    results = [restoretests.run(context.settings, engine, name, destination) for name in names]
-    _record(context.settings, [("restore-test", result) for result in results])
-    _report(results, as_json)
+    runs = []
+    for name in names:
+        runs.append(("restore-test", restoretests.run(context.settings, engine, name, destination)))
+        _record(context.settings, runs[-1:])
+    _finish(context.settings, runs, as_json)
 
 
 @cli.group()

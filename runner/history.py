@@ -42,6 +42,27 @@ MIGRATIONS = [
         destination TEXT NOT NULL
     );
     """,
+    """
+    ALTER TABLE runs ADD COLUMN stored_bytes INTEGER;  -- the repository's size after the run, when known
+    CREATE TABLE open_alerts (
+        key TEXT PRIMARY KEY,              -- what is wrong where, e.g. backup:vault:nas
+        kind TEXT NOT NULL,
+        source TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        opened_at TEXT NOT NULL,
+        message TEXT NOT NULL
+    );
+    CREATE TABLE alert_log (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        key TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        event TEXT NOT NULL,               -- opened, resolved, notice
+        source TEXT NOT NULL,
+        destination TEXT NOT NULL,
+        message TEXT NOT NULL
+    );
+    """,
 ]
 
 
@@ -63,6 +84,7 @@ class Run:
     snapshot_id: str | None
     bytes_processed: int | None
     bytes_added: int | None
+    stored_bytes: int | None
     figures: dict[str, Any]
 
 
@@ -86,11 +108,13 @@ class History:
         with closing(self._connect()) as connection, connection:
             cursor = connection.execute(
                 "INSERT INTO runs (kind, source, destination, started_at, ended_at, duration, status, message,"
-                " snapshot_id, bytes_processed, bytes_added, figures) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                " snapshot_id, bytes_processed, bytes_added, stored_bytes, figures)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (kind, result.source, result.destination, started_at.isoformat(), ended_at.isoformat(),
                  result.duration or (ended_at - started_at).total_seconds(), result.status.value, result.message,
                  result.snapshot_id, figures.get("total_bytes_processed"),
-                 figures.get("data_added_packed", figures.get("data_added")), json.dumps(figures, default=str)),
+                 figures.get("data_added_packed", figures.get("data_added")), figures.get("repository_bytes"),
+                 json.dumps(figures, default=str)),
             )
             for snapshot in result.removed:
                 connection.execute(
@@ -117,6 +141,52 @@ class History:
             connection.row_factory = sqlite3.Row
             rows = connection.execute("SELECT * FROM removed_snapshots WHERE run_id = ? ORDER BY snapshot_time", (run_id,))
             return [dict(row) for row in rows]
+
+
+    # Alerts: an open alert is a problem that has been announced; it is announced again only
+    # once it has been resolved and comes back.
+    def open_alerts(self) -> dict[str, dict]:
+        with closing(self._connect()) as connection:
+            connection.row_factory = sqlite3.Row
+            return {row["key"]: dict(row) for row in connection.execute("SELECT * FROM open_alerts")}
+
+    def open_alert(self, key: str, kind: str, source: str, destination: str, message: str) -> bool:
+        """Mark a problem open; False if it already was."""
+        at = now().isoformat()
+        with closing(self._connect()) as connection, connection:
+            inserted = connection.execute(
+                "INSERT OR IGNORE INTO open_alerts VALUES (?, ?, ?, ?, ?, ?)",
+                (key, kind, source, destination, at, message)).rowcount
+            if inserted:
+                self._log(connection, at, key, kind, "opened", source, destination, message)
+            return bool(inserted)
+
+    def resolve_alert(self, key: str, message: str) -> dict | None:
+        """Close an open problem; returns it, or None if it was not open."""
+        alert = self.open_alerts().get(key)
+        if alert is None:
+            return None
+        with closing(self._connect()) as connection, connection:
+            connection.execute("DELETE FROM open_alerts WHERE key = ?", (key,))
+            self._log(connection, now().isoformat(), key, alert["kind"], "resolved", alert["source"],
+                      alert["destination"], message)
+        return alert
+
+    def notice(self, key: str, kind: str, source: str, destination: str, message: str) -> None:
+        """A one-off alert (a size anomaly): logged, never open."""
+        with closing(self._connect()) as connection, connection:
+            self._log(connection, now().isoformat(), key, kind, "notice", source, destination, message)
+
+    @staticmethod
+    def _log(connection, at, key, kind, event, source, destination, message) -> None:
+        connection.execute("INSERT INTO alert_log (at, key, kind, event, source, destination, message)"
+                           " VALUES (?, ?, ?, ?, ?, ?, ?)", (at, key, kind, event, source, destination, message))
+
+    def alert_log(self, limit: int = 50) -> list[dict]:
+        with closing(self._connect()) as connection:
+            connection.row_factory = sqlite3.Row
+            return [dict(row) for row in connection.execute(
+                "SELECT * FROM alert_log ORDER BY at DESC, id DESC LIMIT ?", (limit,))]
 
 
 def _run(row: sqlite3.Row) -> Run:

@@ -45,14 +45,13 @@ def _mask_record(record) -> None:
     record["message"] = mask(record["message"])
 
 
-def setup(level: str = "INFO") -> None:
+def setup(level: str = "INFO", format: str = "text") -> None:
+    """Log to stderr (which systemd sends to the journal): readable lines, or one JSON object per line."""
     logger.remove()
     logger.configure(patcher=_mask_record)
-    logger.add(
-        sys.stderr,
-        level=level,
-        format="<green>{time:YYYY-MM-DD HH:mm:ss}</green> <level>{level: <7}</level> {message}",
-        colorize=None,
-        backtrace=False,
-        diagnose=False,  # diagnose would print local variables, secrets among them
-    )
+    options = {"level": level, "backtrace": False, "diagnose": False}  # diagnose would print local variables
+    if format == "json":
+        logger.add(sys.stderr, serialize=True, **options)
+    else:
+        logger.add(sys.stderr, colorize=None, **options,
+                   format="<green>{time:YYYY-MM-DD HH:mm:ss}</green> <level>{level: <7}</level> {message}")

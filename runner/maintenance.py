@@ -17,7 +17,7 @@ from runner import restic
 from runner.destinations import Destination, DestinationUnavailable, RepositoryAccess, RepositoryMissing
 from runner.engine import Engine
 from runner.locking import clear_stale_locks, repository_lock, skipped_message
-from runner.repositories import failure, restic_job, unavailable
+from runner.repositories import failure, restic_job, storage, unavailable
 from runner.results import RunResult, Status
 from runner.settings import Settings
 
@@ -128,26 +128,3 @@ def forget_and_prune(settings: Settings, engine: Engine, destination: Destinatio
 def _groups(result) -> list[dict]:
     documents = restic.parse_output(result.stdout).documents
     return documents[0] if documents and isinstance(documents[0], list) else []
-
-
-def storage(engine: Engine, access: RepositoryAccess) -> dict:
-    """Size, snapshot count, compression and deduplication of a repository, from `restic stats`."""
-    figures = {}
-    for mode in ("raw-data", "restore-size"):
-        result = engine.run(restic_job(access, f"stats-{mode}", restic.stats(access.repository, mode)))
-        documents = restic.parse_output(result.stdout).documents if result.ok else []
-        data = documents[0] if documents and isinstance(documents[0], dict) else {}
-        if mode == "raw-data":
-            figures.update(repository_bytes=data.get("total_size"), uncompressed_bytes=data.get("total_uncompressed_size"),
-                           compression_ratio=_round(data.get("compression_ratio")),
-                           compression_space_saving=_round(data.get("compression_space_saving")),
-                           snapshots=data.get("snapshots_count"))
-        else:
-            figures["logical_bytes"] = data.get("total_size")
-    if figures.get("logical_bytes") and figures.get("uncompressed_bytes"):
-        figures["deduplication_ratio"] = _round(figures["logical_bytes"] / figures["uncompressed_bytes"])
-    return figures
-
-
-def _round(value) -> float | None:
-    return round(value, 2) if isinstance(value, (int, float)) else None

@@ -126,3 +126,27 @@ def _describe_one(engine: Engine, destination: Destination, source: str, problem
     figures = next((d for d in restic.parse_output(result.stdout).documents if isinstance(d, dict)), {})
     return RepositoryState(destination.name, source, location, "ok", figures.get("snapshots_count"),
                            figures.get("total_size"), figures.get("total_uncompressed_size"))
+
+
+def storage(engine: Engine, access: RepositoryAccess, logical: bool = True) -> dict:
+    """Size, snapshot count, compression and (with `logical`, which walks every snapshot)
+    deduplication of a repository, from `restic stats`."""
+    figures = {}
+    for mode in ("raw-data", "restore-size") if logical else ("raw-data",):
+        result = engine.run(restic_job(access, f"stats-{mode}", restic.stats(access.repository, mode)))
+        documents = restic.parse_output(result.stdout).documents if result.ok else []
+        data = documents[0] if documents and isinstance(documents[0], dict) else {}
+        if mode == "raw-data":
+            figures.update(repository_bytes=data.get("total_size"), uncompressed_bytes=data.get("total_uncompressed_size"),
+                           compression_ratio=_round(data.get("compression_ratio")),
+                           compression_space_saving=_round(data.get("compression_space_saving")),
+                           snapshots=data.get("snapshots_count"))
+        else:
+            figures["logical_bytes"] = data.get("total_size")
+    if figures.get("logical_bytes") and figures.get("uncompressed_bytes"):
+        figures["deduplication_ratio"] = _round(figures["logical_bytes"] / figures["uncompressed_bytes"])
+    return figures
+
+
+def _round(value) -> float | None:
+    return round(value, 2) if isinstance(value, (int, float)) else None

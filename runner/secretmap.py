@@ -7,6 +7,7 @@ KV version 2 layout under <kv_mount>/<kv_prefix>/:
     gdrive/<destination>   service_account_json
     postgres               user, password
     minio                  access_key, secret_key
+    smtp                   username, password
 The token for raft snapshots is the agent's own token (its auto-auth sink), not a stored secret.
 """
 
@@ -65,7 +66,14 @@ def catalog(settings: Settings) -> list[SecretFile]:
                                 "[default]\naws_access_key_id = " + _value("access_key")
                                 + "\naws_secret_access_key = " + _value("secret_key") + "\n",
                                 "MinIO access keys (AWS shared-credentials format)"))
+    if settings.alerts.email_to and settings.alerts.smtp_login:
+        files.append(SecretFile(smtp_credentials_file(settings), "smtp", ("username", "password"),
+                                _value("username") + "\n" + _value("password") + "\n", "SMTP user name and password"))
     return files
+
+
+def smtp_credentials_file(settings: Settings) -> Path:
+    return settings.alerts.smtp_credentials_file or settings.paths.secrets_dir / "smtp-credentials"
 
 
 def template_text(settings: Settings, secret: SecretFile) -> str:

@@ -225,10 +225,40 @@ class SecretSettings(Section):
     )
 
 
+class MonitoringSettings(Section):
+    rpo: Seconds = Field(86400, description="Recovery point objective: a source without a successful backup for "
+                         "longer than this is reported (status, metrics) and alerted.")
+    size_change: float = Field(0.5, gt=0, description="Alert when a backup's size differs from the previous "
+                               "successful one of the same source by more than this fraction (0.5 = 50 %).")
+    metrics_file: Path | None = Field(
+        None, description="Prometheus textfile-collector file, rewritten after every run. Empty: "
+        "'<paths.state_dir>/metrics/offsite_backup.prom' (point node_exporter's collector directory there).",
+    )
+    dashboard_file: Path | None = Field(
+        None, description="HTML dashboard regenerated after every run (empty: only on `runner dashboard`)."
+    )
+
+
+class AlertSettings(Section):
+    email_to: list[str] = Field([], description="Recipients of alert mails; empty: alerts go to the log only.")
+    email_from: str = Field("offsite-backup@localhost", description="Sender of alert mails.")
+    smtp_host: str = Field("localhost", description="SMTP server.")
+    smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port (587: submission with STARTTLS).")
+    starttls: bool = Field(True, description="Upgrade the connection with STARTTLS before logging in.")
+    smtp_ca_file: Path | None = Field(None, description="CA certificate to verify the SMTP server with; empty: the system's.")
+    smtp_login: bool = Field(True, description="Log in with the credentials file.")
+    smtp_credentials_file: Path | None = Field(
+        None, description="SMTP user name (first line) and password (second line). Empty: '<paths.secrets_dir>/smtp-credentials'."
+    )
+    success_ping_url: str = Field("", description="URL fetched after every run in which nothing failed (a dead man's switch).")
+    failure_ping_url: str = Field("", description="URL fetched after a run in which something failed.")
+
+
 class LogSettings(Section):
     level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"] = Field(
         "INFO", description="Lowest level written to the log (stderr, which systemd sends to the journal)."
     )
+    format: Literal["text", "json"] = Field("text", description="'text' reads well in the journal; 'json' is one object per line.")
     job_output: Literal["DEBUG", "INFO"] = Field(
         "INFO",
         description="Level at which job containers' messages (stderr) are logged; their "
@@ -442,6 +472,8 @@ class Settings(BaseSettings):
     retention: RetentionSettings = Field(default_factory=RetentionSettings, description="What prune keeps.")
     locks: LockSettings = Field(default_factory=LockSettings, description="Repository locks.")
     restore_tests: RestoreTestSettings = Field(default_factory=RestoreTestSettings, description="Monthly restore tests.")
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings, description="RPO, metrics, dashboard.")
+    alerts: AlertSettings = Field(default_factory=AlertSettings, description="Email alerts and pings.")
     destinations: dict[str, DestinationConfig] = Field(
         default_factory=lambda: {"local": LocalDestination(kind="local")},
         description="Where backups go, by name; each holds one repository per source. "

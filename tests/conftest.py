@@ -14,3 +14,11 @@ def _clean_runner_environment(monkeypatch):
     for name in list(os.environ):
         if name.upper().startswith("RUNNER_"):
             monkeypatch.delenv(name)
+
+
+def write_config(settings, path):
+    """The settings as the TOML file the CLI reads."""
+    import tomli_w
+
+    path.write_text(tomli_w.dumps(settings.model_dump(mode="json", exclude_none=True)))
+    return path

@@ -8,6 +8,7 @@ import pytest
 from runner import images
 from runner.engine import Engine, EngineUnavailable
 from runner.settings import Settings
+from tests.conftest import write_config  # noqa: F401 (the integration tests import it from here)
 
 pytestmark = pytest.mark.integration
 
@@ -45,14 +46,6 @@ def podman_json(*args):
 
 def containers_named(name):
     return podman_json("ps", "--all", "--format", "json", "--filter", f"name={name}")
-
-
-def write_config(settings: Settings, path):
-    """The settings as the TOML file the CLI reads."""
-    import tomli_w
-
-    path.write_text(tomli_w.dumps(settings.model_dump(mode="json", exclude_none=True)))
-    return path
 
 
 def private_file(path, content: str, settings: Settings):
