@@ -86,6 +86,8 @@ def decide(settings: Settings, history: History, runs: list[tuple[str, RunResult
             since = f"last success {state.age_hours} h ago" if state.last_success else "no successful backup yet"
             open_(key, "recovery point objective missed", where,
                   f"{since}; the RPO is {settings.monitoring.rpo / 3600:g} h")
+    if runs:
+        alerts += resolve_unit_alerts(history)
     for alert in alerts:
         (logger.info if alert.event == "RESOLVED" else logger.warning)("alert {}: {}", alert.subject, alert.message)
     return alerts
@@ -112,6 +114,34 @@ def _size_anomaly(settings: Settings, history: History, result: RunResult) -> li
     key = f"size:{result.source}:{result.destination}"
     history.notice(key, "backup size anomaly", result.source, result.destination, message)
     return [Alert("NOTICE", "backup size anomaly", result.source, result.destination, message)]
+
+
+def unit_failed(settings: Settings, unit: str, within: int) -> list[Alert]:
+    """A systemd unit of the runner failed; alert unless the runner recorded its runs itself."""
+    history = History(settings.paths.state_dir / "history.sqlite")
+    recent = [run for run in history.runs(limit=20)
+              if (datetime.now(timezone.utc) - run.ended_at).total_seconds() <= within]
+    if recent:
+        logger.info("{} failed after recording its runs: their alerts were decided then", unit)
+        return []
+    message = (f"systemd unit {unit} failed without recording any run: the runner could not start, or was "
+               f"killed or timed out. See `journalctl -u {unit}`.")
+    alerts = []
+    if history.open_alert(f"unit:{unit}", "runner did not run", unit, "-", message):
+        alerts.append(Alert("PROBLEM", "runner did not run", unit, "-", message))
+        logger.error("alert: {}", message)
+    send(settings, alerts)
+    return alerts
+
+
+def resolve_unit_alerts(history: History) -> list[Alert]:
+    """Runs were recorded again: the runner runs."""
+    resolved = []
+    for key in [key for key in history.open_alerts() if key.startswith("unit:")]:
+        alert = history.resolve_alert(key, "the runner recorded runs again")
+        resolved.append(Alert("RESOLVED", alert["kind"], alert["source"], alert["destination"],
+                              "the runner recorded runs again"))
+    return resolved
 
 
 def send(settings: Settings, alerts: list[Alert]) -> None:

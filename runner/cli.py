@@ -658,6 +658,25 @@ def restore_minio_command(context: Context, target, snapshot, destination_name, 
         snapshot, target, force))
 
 
+@cli.group()
+def notify():
+    """Alerts raised from outside a job command (systemd's OnFailure= units)."""
+
+
+@notify.command("unit-failed")
+@click.argument("unit")
+@click.option("--within", default=6 * 3600, show_default=True, type=int,
+              help="Seconds: if the runner recorded runs this recently, it reported them itself.")
+@pass_context
+def notify_unit_failed(context: Context, unit: str, within: int):
+    """Alert that the systemd UNIT failed, unless the runner reported its runs itself (it then
+    already alerted on what failed). Catches a runner that could not start, was killed or
+    timed out. Resolved by the next command that records runs."""
+    from runner.alerts import unit_failed
+
+    unit_failed(context.settings, unit, within)
+
+
 @cli.group(hidden=True)
 def internal():
     """Steps the runner runs inside job containers."""

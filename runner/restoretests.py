@@ -126,50 +126,62 @@ def vault_probe(address: str, snapshot: Path, unseal_keys_file: Path | None, app
                              headers={"X-Vault-Token": keys["root_token"]}, timeout=300)
     if response.status_code not in (200, 204):
         return {"accepted": False, "detail": f"HTTP {response.status_code}: {response.text[:300]}"}
-    sealed = _wait_for_state(address)
-    if sealed and unseal_keys_file:
-        for key in unseal_keys_file.read_text().split():
-            hvac.Client(url=address).sys.submit_unseal_key(key)
-        sealed = _wait_for_state(address)
-    if sealed:
-        return {"accepted": True, "canary": "skipped", "detail": "the restored Vault is sealed and no unseal keys "
-                "are configured: only the snapshot's structure and its acceptance were verified"}
-    if not canary or not approle_dir:
-        return {"accepted": True, "canary": "skipped", "detail": "no canary configured: data not read back"}
-    # The restore settles asynchronously: retry the login and the read for a while.
-    deadline, error = time.monotonic() + 60, None
+    return _verify_restored(address, unseal_keys_file, approle_dir, kv_mount, canary, canary_key)
+
+
+def _verify_restored(address: str, unseal_keys_file: Path | None, approle_dir: Path | None, kv_mount: str,
+                     canary: str, canary_key: str, patience: float = 180) -> dict:
+    """The restore settles asynchronously (the server may answer unsealed, then seal with the
+    snapshot's keys): keep looking until the canary reads, or a state holds for STEADY seconds."""
+    keys = unseal_keys_file.read_text().split() if unseal_keys_file else []
+    deadline, steady_since, last_state, error = time.monotonic() + patience, time.monotonic(), None, None
     while time.monotonic() < deadline:
-        try:
-            client = hvac.Client(url=address)
-            client.auth.approle.login(role_id=(approle_dir / "role-id").read_text().strip(),
-                                      secret_id=(approle_dir / "secret-id").read_text().strip())
-            data = client.secrets.kv.v2.read_secret_version(path=canary, mount_point=kv_mount,
-                                                            raise_on_deleted_version=True)["data"]["data"]
-            break
-        except (hvac.exceptions.VaultError, requests.RequestException) as caught:
-            error = caught
-            time.sleep(1)
-    else:
-        return {"accepted": True, "canary": "missing", "detail": f"{kv_mount}/{canary}: {type(error).__name__}"}
-    if not data.get(canary_key):
-        return {"accepted": True, "canary": "missing", "detail": f"{kv_mount}/{canary} has no {canary_key!r}"}
-    return {"accepted": True, "canary": "read", "detail": f"{kv_mount}/{canary} read back"}
-
-
-def _wait_for_state(address: str) -> bool:
-    """Whether the server is sealed, once it has settled after the restore (same answer 3 s apart)."""
-    previous = None
-    for _ in range(60):
+        state = _health(address)
+        if state != last_state:
+            steady_since, last_state = time.monotonic(), state
+        steady = time.monotonic() - steady_since >= STEADY
+        if state == "sealed":
+            if keys:
+                for key in keys:
+                    requests.put(f"{address}/v1/sys/unseal", json={"key": key}, timeout=10)
+            elif steady:
+                return {"accepted": True, "canary": "skipped", "detail": "the restored Vault is sealed and no unseal "
+                        "keys are configured: only the snapshot's structure and its acceptance were verified"}
+        elif state == "unsealed":
+            if not canary or not approle_dir:
+                if steady:
+                    return {"accepted": True, "canary": "skipped", "detail": "no canary configured: data not read back"}
+            else:
+                try:
+                    data = _read_canary(address, approle_dir, kv_mount, canary)
+                except (hvac.exceptions.VaultError, requests.RequestException) as caught:
+                    error = caught
+                else:
+                    if data.get(canary_key):
+                        return {"accepted": True, "canary": "read", "detail": f"{kv_mount}/{canary} read back"}
+                    return {"accepted": True, "canary": "missing", "detail": f"{kv_mount}/{canary} has no {canary_key!r}"}
         time.sleep(1)
-        try:
-            status = requests.get(f"{address}/v1/sys/health", timeout=5).status_code
-        except requests.RequestException:
-            status = 0
-        sealed = {200: False, 429: False, 473: False, 503: True}.get(status)
-        if sealed is not None and sealed == previous:
-            return sealed
-        previous = sealed
-    return True
+    detail = f"{kv_mount}/{canary}: {type(error).__name__}" if error else f"the restored Vault stayed {last_state}"
+    return {"accepted": True, "canary": "missing", "detail": detail}
+
+
+STEADY = 8
+
+
+def _health(address: str) -> str:
+    try:
+        status = requests.get(f"{address}/v1/sys/health", timeout=5).status_code
+    except requests.RequestException:
+        return "down"
+    return {200: "unsealed", 429: "unsealed", 473: "unsealed", 503: "sealed"}.get(status, "down")
+
+
+def _read_canary(address: str, approle_dir: Path, kv_mount: str, canary: str) -> dict:
+    client = hvac.Client(url=address)
+    client.auth.approle.login(role_id=(approle_dir / "role-id").read_text().strip(),
+                              secret_id=(approle_dir / "secret-id").read_text().strip())
+    return client.secrets.kv.v2.read_secret_version(path=canary, mount_point=kv_mount,
+                                                    raise_on_deleted_version=True)["data"]["data"]
 
 
 # PostgreSQL --------------------------------------------------------------------------------------

@@ -73,3 +73,15 @@ def test_recent_success_is_healthy(tmp_path):
     config = write_config(settings, tmp_path / "runner.toml")
     result = CliRunner().invoke(cli, ["--config", str(config), "status"], prog_name="runner")
     assert result.exit_code == 0, result.output
+
+
+def test_unit_failure_alerts_only_when_the_runner_recorded_nothing(tmp_path):
+    from runner.alerts import unit_failed
+
+    settings, history = settings_for(tmp_path), History(tmp_path / "history.sqlite")
+    [alert] = unit_failed(settings, "offsite-backup-postgres.service", within=3600)
+    assert alert.kind == "runner did not run" and "journalctl -u offsite-backup-postgres.service" in alert.message
+    assert unit_failed(settings, "offsite-backup-postgres.service", within=3600) == []  # once
+    resolved = decide(settings, history, [backup(history, at=datetime.now(timezone.utc))])
+    assert [(a.event, a.kind) for a in resolved] == [("RESOLVED", "runner did not run")]
+    assert unit_failed(settings, "offsite-backup-postgres.service", within=3600) == []  # runs were recorded
