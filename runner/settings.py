@@ -404,7 +404,10 @@ class PostgresSource(Section):
         "there. 'exec': pg_dumpall runs inside the PostgreSQL container (`podman exec`), for a server "
         "reachable only from inside it.",
     )
-    container: str = Field("postgres", description="Name of the Podman container running PostgreSQL.")
+    container: str = Field(
+        "postgres", description="Name of the Podman container running PostgreSQL; empty for a server reached "
+        "only by `host` and `port` on `network` (e.g. a rootless runner backing up a server of another user)."
+    )
     network: str = Field("", description="Network to reach it on (network mode). Empty: the container's first network.")
     host: str = Field("", description="Host name to connect to (network mode). Empty: the container's address on `network`.")
     port: int = Field(5432, ge=1, le=65535, description="PostgreSQL port (network mode).")

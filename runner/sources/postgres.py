@@ -60,9 +60,13 @@ def running_container(settings: Settings, engine: Engine) -> ContainerStatus:
     return status
 
 
-def endpoint(settings: Settings, status: ContainerStatus) -> tuple[str, str]:
+def endpoint(settings: Settings, status: ContainerStatus | None) -> tuple[str, str]:
     """(network, host) the job container uses to reach the server."""
     config = settings.sources.postgres
+    if status is None:  # no container to inspect: a server at host:port on `network`
+        if not config.host:
+            raise SourceError("sources.postgres.host is required when sources.postgres.container is empty")
+        return config.network or "host", config.host
     network = config.network or next(iter(status.addresses), "")
     if not network or network not in status.addresses:
         raise SourceError(f"PostgreSQL container {status.name!r} is not on network {network or '(none)'!r} "
@@ -79,9 +83,18 @@ def dump_argv(settings: Settings, host: str | None) -> list[str]:
     return ["pg_dumpall", *target, "--username", config.user, "--no-password", *config.dump_options]
 
 
+def server(settings: Settings, engine: Engine) -> ContainerStatus | None:
+    """The PostgreSQL container, checked; None when the server is reached by host name only."""
+    if not settings.sources.postgres.container:
+        if settings.sources.postgres.mode == "exec":
+            raise SourceError("sources.postgres.mode = 'exec' needs sources.postgres.container")
+        return None
+    return running_container(settings, engine)
+
+
 def preflight(settings: Settings, engine: Engine) -> None:
     config = settings.sources.postgres
-    status = running_container(settings, engine)
+    status = server(settings, engine)
     if config.mode == "exec":
         ready = engine.exec_in(config.container, ["pg_isready", "--username", config.user], user=config.exec_user)
         if ready.exit_code != 0:
@@ -110,7 +123,7 @@ def prepare(settings: Settings, engine: Engine):
     with_manifest = ("dump-with-manifest", "--manifest", f"{MANIFEST_DIR}/{MANIFEST}", "--")
     try:
         if config.mode == "network":
-            network, host = endpoint(settings, running_container(settings, engine))
+            network, host = endpoint(settings, server(settings, engine))
             yield Payload(
                 command=(*with_manifest, *dump_argv(settings, host)), filename=DUMP_FILENAME,
                 mounts=(Mount(pgpass_file(settings), PGPASS), manifest_mount), networks=(network,),

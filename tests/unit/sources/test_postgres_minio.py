@@ -76,3 +76,13 @@ def test_manifest_reuses_checksums_of_unchanged_objects(tmp_path):
     assert document["objects"]["bucket/new"]["sha256"] == "11507a0e2f5e69d5dfa40a62a1bd7b6ee57e6bcd85c67c9b8431b36fff21c437"
     assert document["objects"]["bucket/same"]["metadata"] == {"k": "v"}
     assert document["buckets"] == {"bucket": {"objects": 2, "bytes": 7}, "empty": {"objects": 0, "bytes": 0}}
+
+
+def test_server_without_a_container_is_reached_by_host_name():
+    settings = Settings(sources={"postgres": {"container": "", "host": "127.0.0.1", "port": 5433}})
+    assert postgres.server(settings, engine=None) is None
+    assert postgres.endpoint(settings, None) == ("host", "127.0.0.1")
+    with pytest.raises(SourceError, match="sources.postgres.host is required"):
+        postgres.endpoint(Settings(sources={"postgres": {"container": ""}}), None)
+    with pytest.raises(SourceError, match="needs sources.postgres.container"):
+        postgres.server(Settings(sources={"postgres": {"container": "", "mode": "exec"}}), engine=None)
