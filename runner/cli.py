@@ -118,6 +118,21 @@ def config_show(context: Context, as_json: bool):
     click.echo(json.dumps(data, indent=2) if as_json else tomli_w.dumps(data))
 
 
+@config.command("reference")
+@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write to this file (docs/configuration.md) instead of standard output.")
+def config_reference(output: Path | None):
+    """Print the configuration reference (Markdown) generated from the settings schema."""
+    from runner.reference import render
+
+    text = render()
+    if output:
+        output.write_text(text)
+        click.echo(f"wrote {output}")
+    else:
+        click.echo(text, nl=False)
+
+
 @cli.group()
 def images():
     """Build the project's container images."""
@@ -645,17 +660,24 @@ def restore_postgres_command(context: Context, container, host, network, port, u
 @restore.command("minio")
 @click.option("--to-dir", "target", required=True, type=click.Path(path_type=Path, file_okay=False),
               help="Directory to restore the objects (objects/<bucket>/<key>) and their manifest into.")
+@click.option("--endpoint", help="Also upload every object to this S3 endpoint (a new MinIO), with its content "
+                                 "type and metadata.")
+@click.option("--credentials-file", type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="Access keys for --endpoint (AWS shared-credentials format; default: sources.minio's).")
+@click.option("--network", help="Podman network to reach --endpoint on (default: sources.minio.network).")
 @snapshot_option
 @restore_destination_option
 @force_option
 @pass_context
-def restore_minio_command(context: Context, target, snapshot, destination_name, force):
-    """Restore the MinIO mirror: every object, and the manifest of their content types and metadata."""
+def restore_minio_command(context: Context, target, endpoint, credentials_file, network, snapshot, destination_name,
+                          force):
+    """Restore the MinIO mirror: every object, and the manifest of their content types and metadata;
+    with --endpoint, upload them back into an S3 server too."""
     from runner import recover
 
     _restore(context, lambda: recover.restore_minio(
         context.settings, _engine(context), recover.destination_for(context.settings, destination_name),
-        snapshot, target, force))
+        snapshot, target, force, endpoint, credentials_file, network))
 
 
 @cli.group()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from loguru import logger
 
-from runner import restic
+from runner import rclone, restic
 from runner.destinations import Destination, DestinationUnavailable, RepositoryAccess, RepositoryMissing, configured
 from runner.engine import Engine, JobSpec, Mount
 from runner.repositories import restic_job
@@ -169,8 +169,49 @@ def restore_postgres(settings: Settings, engine: Engine, destination: Destinatio
             "Next: check the applications' data (row counts, a login), then restore MinIO.")
 
 
+# Object metadata that the S3 server sets itself, as rclone reports it: not restored as user metadata.
+SYSTEM_METADATA = {"content-type", "btime", "content-encoding", "content-language", "content-disposition",
+                   "cache-control", "tier"}
+
+
+def upload_script(manifest: dict) -> str:
+    """rclone commands that put every object back with its content type and user metadata."""
+    lines = ["set -e"]
+    lines += [f"rclone mkdir {shlex.quote(f'target:{bucket}')}" for bucket in manifest["buckets"]]
+    for path, entry in sorted(manifest["objects"].items()):
+        flags = []
+        if entry.get("content_type"):
+            flags += ["--header-upload", f"Content-Type: {entry['content_type']}"]
+        for key, value in sorted((entry.get("metadata") or {}).items()):
+            if key not in SYSTEM_METADATA:
+                flags += ["--metadata-set", f"{key}={value}"]
+        lines.append(shlex.join(["rclone", "copyto", "-M", *flags, f"/objects/{path}", f"target:{path}"]))
+    lines.append(f"echo {len(manifest['objects'])} objects uploaded")
+    return "\n".join(lines) + "\n"
+
+
+def upload_objects(settings: Settings, engine: Engine, restored: Path, endpoint: str, credentials: Path,
+                   network: str, work: Path) -> int:
+    manifest = json.loads((restored / minio.MANIFEST).read_text())
+    job_dir(work, settings)
+    (work / "upload.sh").write_text(upload_script(manifest))
+    (work / "rclone.conf").write_text(rclone.render_config({"target": {
+        "type": "s3", "provider": "Minio", "env_auth": "true", "endpoint": endpoint,
+        "region": settings.sources.minio.region}}))
+    result = engine.run(JobSpec(
+        name="upload-objects", argv=("sh", "/work/upload.sh"), networks=(network,),
+        mounts=(Mount(restored / minio.OBJECTS, "/objects"), Mount(work, "/work"),
+                Mount(credentials, minio.CREDENTIALS)),
+        env={"RCLONE_CONFIG": "/work/rclone.conf", "AWS_SHARED_CREDENTIALS_FILE": minio.CREDENTIALS},
+        timeout=settings.restore_tests.timeout))
+    if not result.ok:
+        raise RestoreError(f"uploading the objects to {endpoint} failed: {' '.join(result.output_tail[-3:])}")
+    return len(manifest["objects"])
+
+
 def restore_minio(settings: Settings, engine: Engine, destination: Destination, wanted: str, target: Path,
-                  force: bool) -> str:
+                  force: bool, endpoint: str | None = None, credentials: Path | None = None,
+                  network: str | None = None) -> str:
     if target.exists() and any(target.iterdir()) and not force:
         raise RestoreError(f"{target} is not empty; use --force to restore into it")
     access = open_repository(destination, "minio")
@@ -181,8 +222,15 @@ def restore_minio(settings: Settings, engine: Engine, destination: Destination, 
         restored = work / minio.INSIDE.lstrip("/")
         target.mkdir(parents=True, exist_ok=True)
         shutil.copytree(restored, target, dirs_exist_ok=True)
+        if endpoint:
+            uploaded = upload_objects(settings, engine, restored, endpoint, credentials or minio.credentials_file(settings),
+                                      network or settings.sources.minio.network, work / "upload")
     finally:
         remove_tree(work)
+    if endpoint:
+        return (f"restored MinIO snapshot {snapshot['id'][:8]} of {snapshot['time'][:19]}: {uploaded} objects "
+                f"uploaded to {endpoint} with their content types and metadata (a copy is in {target}).\n"
+                "Next: check a few objects through the applications; then restore plain files, if any.")
     return (f"restored MinIO snapshot {snapshot['id'][:8]} of {snapshot['time'][:19]} to {target}: objects in "
             f"{target / minio.OBJECTS}/<bucket>/<key>, their content types and metadata in {target / minio.MANIFEST}.\n"
             f"Next: upload them, e.g. `mc mirror {target / minio.OBJECTS} myminio/` or `rclone copy` per bucket, "
