@@ -143,8 +143,8 @@ def images():
 @click.option("--force", is_flag=True, help="Rebuild even when the inputs are unchanged.")
 @pass_context
 def images_build(context: Context, names: tuple[str, ...], force: bool):
-    """Build the tools and runner images, or the NAMES given: tools, runner, and the
-    stand-ins for the integration suite and the demo (testbed-nas, ...).
+    """Build the tools, runner and openbao images, or the NAMES given: those, the stand-ins for
+    the integration suite and the demo (testbed-nas, ...), or `all`.
 
     An image whose inputs (Containerfile, base image, runner source) are unchanged is skipped.
     When the base image can be neither found nor pulled, it is built from the Debian mirror with

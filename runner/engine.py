@@ -6,6 +6,7 @@ after which the container is killed) -> collect the exit code -> remove, always.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import threading
@@ -30,6 +31,7 @@ LABEL = "io.offsite-backup"
 MANAGED_LABEL = f"{LABEL}.managed"
 JOB_LABEL = f"{LABEL}.job"
 DEADLINE_LABEL = f"{LABEL}.deadline"
+INSTANCE_LABEL = f"{LABEL}.instance"  # which installation (state directory) made the container
 NAME_PREFIX = "offsite-backup-"
 # Every job container has this host name: restic writes it into its locks, which tells the
 # runner's own (possibly stale) locks from anyone else's.
@@ -124,6 +126,15 @@ def container_name(job: str) -> str:
     return f"{NAME_PREFIX}{job}-{stamp}-{secrets.token_hex(3)}"
 
 
+def instance(settings: Settings) -> str:
+    """A short name for an installation of the runner: two (a demo beside production) stay apart."""
+    return hashlib.sha256(str(settings.paths.state_dir).encode()).hexdigest()[:12]
+
+
+def labels(settings: Settings, job: str, deadline: float) -> dict[str, str]:
+    return {MANAGED_LABEL: "true", JOB_LABEL: job, DEADLINE_LABEL: str(int(deadline)), INSTANCE_LABEL: instance(settings)}
+
+
 def container_options(spec: JobSpec, settings: Settings, name: str, deadline: float) -> dict:
     """The podman-py create() arguments for a job: hardened unless the spec asks for a network."""
     jobs = settings.jobs
@@ -132,7 +143,7 @@ def container_options(spec: JobSpec, settings: Settings, name: str, deadline: fl
         "command": list(spec.argv),
         "name": name,
         "hostname": JOB_HOSTNAME,
-        "labels": {**spec.labels, MANAGED_LABEL: "true", JOB_LABEL: spec.name, DEADLINE_LABEL: str(int(deadline))},
+        "labels": {**spec.labels, **labels(settings, spec.name, deadline)},
         "user": spec.user or jobs.user,
         "environment": dict(spec.env),
         "read_only": True,
@@ -305,10 +316,13 @@ class Engine:
     def remove(self, container) -> None:
         _remove(container)
 
-    def remove_unused_networks(self) -> list[str]:
-        """Remove the runner's isolated networks that no container uses any more."""
+    def remove_unused_networks(self, grace: float = LEFTOVER_GRACE_SECONDS) -> list[str]:
+        """Remove the runner's isolated networks that no container uses any more (and that are
+        older than `grace`: a restore test creates its network a moment before its containers)."""
         removed = []
         for network in self.client.networks.list(filters={"label": f"{MANAGED_LABEL}=true"}):
+            if time.time() - _epoch(network.attrs.get("created", 0)) < grace:
+                continue
             try:
                 network.remove()  # without force: a network still in use stays
                 removed.append(network.name)
@@ -320,7 +334,8 @@ class Engine:
     def isolated_network(self, purpose: str):
         """A throwaway internal network: its containers reach each other and nothing else."""
         name = container_name(purpose)
-        network = self.client.networks.create(name, internal=True, labels={MANAGED_LABEL: "true"})
+        network = self.client.networks.create(name, internal=True, labels={
+            MANAGED_LABEL: "true", INSTANCE_LABEL: instance(self.settings)})
         logger.info("created isolated network {}", name)
         try:
             yield name
@@ -343,7 +358,7 @@ class Engine:
         options = {
             "image": image, "name": name, "environment": dict(env or {}), "no_new_privileges": True,
             "network_mode": "bridge", "networks": {network: {}}, "log_config": {"Type": "k8s-file"},
-            "labels": {MANAGED_LABEL: "true", JOB_LABEL: purpose, DEADLINE_LABEL: str(int(time.time() + timeout))},
+            "labels": labels(self.settings, purpose, time.time() + timeout),
         }
         if command:
             options["command"] = command
@@ -447,7 +462,10 @@ def _is_timeout(error: Exception) -> bool:
 
 
 def _created_epoch(container) -> float:
-    created = container.attrs.get("Created", 0)
+    return _epoch(container.attrs.get("Created", 0))
+
+
+def _epoch(created) -> float:
     if isinstance(created, (int, float)):
         return float(created)
     try:

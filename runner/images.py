@@ -206,8 +206,8 @@ def build(settings: Settings, names: Iterable[str] | None = None, force: bool = 
     """Build the named images (tools and runner by default); returns name -> 'built' or 'up to date'."""
     if not IMAGES_DIR.is_dir():
         raise ImageBuildError(f"{IMAGES_DIR} not found: run `runner images build` from a checkout of the project")
-    wanted = set(names or DEFAULT_IMAGES)
     known = recipes(settings)
+    wanted = {r.name for r in known} if names and "all" in names else set(names or DEFAULT_IMAGES)
     unknown = wanted - {r.name for r in known}
     if unknown:
         raise ImageBuildError(f"no image named {', '.join(sorted(unknown))} (known: {', '.join(r.name for r in known)})")

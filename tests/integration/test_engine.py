@@ -124,6 +124,7 @@ def test_gc_removes_leftovers_of_a_crashed_run_only(engine, settings):
         assert len(containers_named(live)) == 1
         subprocess.run(["podman", "network", "create", "--internal", "--label", "io.offsite-backup.managed=true",
                         f"offsite-backup-test-gc-net-{os.getpid()}"], check=True, capture_output=True)
-        assert f"offsite-backup-test-gc-net-{os.getpid()}" in engine.remove_unused_networks()
+        time.sleep(1.2)
+        assert f"offsite-backup-test-gc-net-{os.getpid()}" in engine.remove_unused_networks(grace=1)
     finally:
         subprocess.run(["podman", "rm", "--force", "--ignore", "--time", "0", *names], capture_output=True)

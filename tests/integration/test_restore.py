@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 from runner import images, recover, restic
 from runner.cli import cli as runner_cli
-from runner.engine import Mount
+from runner.engine import INSTANCE_LABEL, Mount, instance
 from runner.history import open_history
 from runner.repositories import restic_job
 from runner.sources import minio, postgres, vault
@@ -60,12 +60,12 @@ def restore_test(stack, *sources):
     return result.exit_code, {r["source"]: r for r in json.loads(result.stdout)}
 
 
-def leftovers():
-    containers = subprocess.run(["podman", "ps", "-a", "-q", "--filter", "label=io.offsite-backup.managed=true"],
-                                capture_output=True, text=True).stdout.split()
-    networks = subprocess.run(["podman", "network", "ls", "-q", "--filter", "label=io.offsite-backup.managed=true"],
-                              capture_output=True, text=True).stdout.split()
-    return containers, networks
+def leftovers(stack):
+    """This installation's job and throwaway containers and networks still present."""
+    label = f"label={INSTANCE_LABEL}={instance(stack['settings'])}"
+    containers = subprocess.run(["podman", "ps", "-a", "-q", "--filter", label], capture_output=True, text=True).stdout
+    networks = subprocess.run(["podman", "network", "ls", "-q", "--filter", label], capture_output=True, text=True).stdout
+    return containers.split(), networks.split()
 
 
 def access(stack, source):
@@ -87,7 +87,7 @@ def test_good_backups_pass_their_restore_tests_and_leave_nothing_behind(stack):
     assert set(results["postgres"]["figures"]["phase_seconds"]) == {"fetch", "start", "load", "verify"}
     recorded = open_history(stack["settings"].paths.state_dir).runs(kind="restore-test")
     assert {run.source for run in recorded} >= {"vault", "postgres", "minio"}
-    assert leftovers() == ([], [])
+    assert leftovers(stack) == ([], [])
 
 
 def test_altered_row_fails_the_postgres_test_naming_the_table(engine, stack, tmp_path):
@@ -114,7 +114,7 @@ def test_altered_row_fails_the_postgres_test_naming_the_table(engine, stack, tmp
     assert code == 1
     assert results["postgres"]["status"] == "restore mismatch"
     assert "shop: public.customers: row contents differ" in results["postgres"]["message"]
-    assert leftovers() == ([], [])
+    assert leftovers(stack) == ([], [])
 
 
 def test_truncated_vault_snapshot_fails_the_vault_test(engine, stack, tmp_path):
@@ -129,7 +129,7 @@ def test_truncated_vault_snapshot_fails_the_vault_test(engine, stack, tmp_path):
     code, results = restore_test(stack, "vault")
     assert code == 1
     assert results["vault"]["status"] == "restore mismatch" and "not a complete gzip'd tar" in results["vault"]["message"]
-    assert leftovers() == ([], [])
+    assert leftovers(stack) == ([], [])
 
 
 def test_missing_object_fails_the_minio_test_naming_it(engine, stack):
