@@ -118,7 +118,10 @@ def preflight(settings: Settings, engine: Engine) -> None:
 def prepare(settings: Settings, engine: Engine):
     config = settings.sources.postgres
     staging = settings.paths.staging_dir
-    manifest_dir = job_dir(staging / "postgres-manifest", settings)
+    # The manifest is the runner's bookkeeping, kept in the state directory: a backup in network
+    # mode writes nothing to staging.
+    manifest_dir = job_dir(settings.paths.state_dir / "manifests" / NAME, settings)
+    (manifest_dir / MANIFEST).unlink(missing_ok=True)
     manifest_mount = Mount(manifest_dir, MANIFEST_DIR, read_only=False)
     with_manifest = ("dump-with-manifest", "--manifest", f"{MANIFEST_DIR}/{MANIFEST}", "--")
     try:
@@ -138,7 +141,6 @@ def prepare(settings: Settings, engine: Engine):
                 companion=lambda: ExecFeeder(settings, pipe),
             )
     finally:
-        remove_tree(manifest_dir)
         remove_tree(staging / "postgres-pipe")
 
 

@@ -1,0 +1,83 @@
+"""Orchestration overhead: the runner's PostgreSQL backup of a database of about 1 GB against the same
+restic command run by hand in one container (`restic backup --stdin-from-command -- pg_dumpall ...`),
+alternating, several repetitions; and the fixed cost of one job container.
+
+The runner's backup does more than the bare command: preflight (container check, pg_isready in a
+job), stale-lock check, the manifest of every table, the manifest's own snapshot, the repository's
+size afterwards. Target: at most 1.10 times the bare command's wall time.
+
+    python bench/overhead.py [--rows 11000000] [--repetitions 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from common import address, alternate, by_hand, median, pgpass, postgres, record, say, sh, workspace
+
+from runner.backup import back_up
+from runner.destinations import configured
+from runner.engine import JobSpec, Mount
+from runner.repositories import init
+from runner.workspace import job_dir
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=11_000_000, help="about 100 bytes of dump each")
+    parser.add_argument("--repetitions", type=int, default=3)
+    args = parser.parse_args()
+
+    space = workspace("overhead")
+    runner_repo, hand_repo = space.root / "repo-runner", space.root / "repo-by-hand"
+    with postgres(args.rows) as container:
+        settings = space.settings.model_copy(update={
+            "destinations": {"local": space.settings.destinations["local"].model_copy(update={"path": str(runner_repo)})},
+            "sources": space.settings.sources.model_copy(update={
+                "postgres": space.settings.sources.postgres.model_copy(update={"container": container,
+                                                                                "network": "offsite-bench"}),
+                "vault": space.settings.sources.vault.model_copy(update={"enabled": False}),
+                "minio": space.settings.sources.minio.model_copy(update={"enabled": False})})})
+        destinations = configured(settings)
+        pgpass(space)
+        init(space.engine, destinations, ["postgres"])
+        job_dir(hand_repo, settings)
+        by_hand(space, hand_repo, "restic init --repository-version 2 -q")
+        host = address(container)
+        dump = f"restic backup -q --host bench --stdin-filename pg_dumpall.sql --stdin-from-command -- " \
+               f"pg_dumpall -h {host} -U postgres --no-password"
+        say("backing up, alternating (the first round fills both repositories)")
+        sizes = []
+
+        def runner_way():
+            [result] = back_up(settings, space.engine, "postgres", destinations)
+            sizes.append(result.figures.get("total_bytes_processed", 0))
+            if result.status.value != "ok":
+                raise RuntimeError(result.message)
+
+        def by_hand_way():
+            by_hand(space, hand_repo, dump, Mount(settings.paths.secrets_dir / "postgres.pgpass", "/pgpass"),
+                    networks=("offsite-bench",))
+
+        times = alternate(args.repetitions, runner=runner_way, by_hand=by_hand_way)
+
+    say("fixed cost of one job container: the runner's engine against `podman run --rm`")
+    job = JobSpec(name="bench-true", argv=("true",))
+    fixed = alternate(5, engine=lambda: space.engine.run(job),
+                      podman_run=lambda: sh("podman", "run", "--rm", "--network", "none", "localhost/offsite-backup/tools:latest", "true"))
+    ratio = median(times["runner"]) / median(times["by_hand"])
+    text = (
+        f"| | median wall time ({args.repetitions} each, alternating) |\n|---|---|\n"
+        f"| runner: `runner exec backup postgres` (network mode, manifest, checks) | {median(times['runner']):.1f} s |\n"
+        f"| by hand: `restic backup --stdin-from-command -- pg_dumpall` in one container | {median(times['by_hand']):.1f} s |\n\n"
+        f"Dump size: {sizes[-1] / 1e9:.2f} GB. Ratio runner / by hand: **{ratio:.2f}** (target: at most 1.10).\n\n"
+        f"Fixed cost of one job container (`true`): {median(fixed['engine']) * 1000:.0f} ms through the runner's "
+        f"engine (create, start, follow output, wait, remove), {median(fixed['podman_run']) * 1000:.0f} ms with "
+        "`podman run --rm`. A PostgreSQL backup to one destination starts 5 containers (pg_isready, lock check, "
+        "backup, manifest snapshot, repository size).")
+    say(text)
+    record("Orchestration overhead (bench/overhead.py)", text)
+
+
+if __name__ == "__main__":
+    main()
