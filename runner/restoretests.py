@@ -122,6 +122,10 @@ def vault_probe(address: str, snapshot: Path, unseal_keys_file: Path | None, app
     throwaway = hvac.Client(url=address)
     keys = throwaway.sys.initialize(secret_shares=1, secret_threshold=1)
     throwaway.sys.submit_unseal_key(keys["keys"][0])
+    while _health_code(address) != 200:  # unsealed, then the raft node must become active (leader)
+        if time.monotonic() > deadline:
+            return {"accepted": False, "detail": f"the throwaway server at {address} did not become active"}
+        time.sleep(0.5)
     response = requests.post(f"{address}/v1/sys/storage/raft/snapshot-force", data=snapshot.read_bytes(),
                              headers={"X-Vault-Token": keys["root_token"]}, timeout=300)
     if response.status_code not in (200, 204):
@@ -168,12 +172,15 @@ def _verify_restored(address: str, unseal_keys_file: Path | None, approle_dir: P
 STEADY = 8
 
 
-def _health(address: str) -> str:
+def _health_code(address: str) -> int:
     try:
-        status = requests.get(f"{address}/v1/sys/health", timeout=5).status_code
+        return requests.get(f"{address}/v1/sys/health", timeout=5).status_code
     except requests.RequestException:
-        return "down"
-    return {200: "unsealed", 429: "unsealed", 473: "unsealed", 503: "sealed"}.get(status, "down")
+        return 0
+
+
+def _health(address: str) -> str:
+    return {200: "unsealed", 429: "unsealed", 473: "unsealed", 503: "sealed"}.get(_health_code(address), "down")
 
 
 def _read_canary(address: str, approle_dir: Path, kv_mount: str, canary: str) -> dict:
