@@ -141,6 +141,27 @@ def pgpass(space: Workspace) -> Path:
                    space.settings)
 
 
+def postgres_repositories(space: Workspace, container: str, runner_repo: Path, hand_repo: Path):
+    """Settings backing up only `container` into `runner_repo` (the runner's way), both repositories
+    initialized; returns the settings and their destinations."""
+    from runner.destinations import configured
+    from runner.repositories import init
+
+    sources = space.settings.sources
+    settings = space.settings.model_copy(update={
+        "destinations": {"local": space.settings.destinations["local"].model_copy(update={"path": str(runner_repo)})},
+        "sources": sources.model_copy(update={
+            "postgres": sources.postgres.model_copy(update={"container": container, "network": NETWORK}),
+            "vault": sources.vault.model_copy(update={"enabled": False}),
+            "minio": sources.minio.model_copy(update={"enabled": False})})})
+    destinations = configured(settings)
+    pgpass(space)
+    init(space.engine, destinations, ["postgres"])
+    job_dir(hand_repo, settings)
+    by_hand(space, hand_repo, "restic init --repository-version 2 -q")
+    return settings, destinations
+
+
 def by_hand(space: Workspace, repository: Path, script: str, *mounts: Mount, networks=()) -> float:
     """restic (or a shell pipeline around it) run directly in one tools container: the baseline."""
     password = space.settings.paths.secrets_dir / "restic-postgres.password"

@@ -15,13 +15,11 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import Workspace, address, by_hand, median, pgpass, postgres, record, say, sql, stats, workspace
+from common import (Workspace, address, by_hand, median, postgres, postgres_repositories, record, say, sql, stats,
+                    workspace)
 
 from runner.backup import back_up
-from runner.destinations import configured
 from runner.engine import Mount
-from runner.repositories import init
-from runner.workspace import job_dir
 
 
 def mutate(container: str, rows: int, day: int) -> None:
@@ -34,8 +32,8 @@ def mutate(container: str, rows: int, day: int) -> None:
         UPDATE events SET kind = 'edited', payload = md5(random()::text) || md5(random()::text)
           WHERE id IN (SELECT id FROM events WHERE id > (SELECT max(id) FROM events) - {rows // 10}
                        ORDER BY random() LIMIT {updates});
-        DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT {deletes});
-        VACUUM events;""")
+        DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY id LIMIT {deletes});""")
+    sql(container, "VACUUM events")  # frees the deleted rows' space for tomorrow's inserts, as autovacuum would
 
 
 def main() -> None:
@@ -44,23 +42,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2_200_000, help="about 100 bytes of dump each")
     args = parser.parse_args()
 
-    space: Workspace = workspace("dedup", destinations={"local": {"kind": "local", "path": "/x/{source}"}})
+    space: Workspace = workspace("dedup")
     gzip_repo = space.root / "repo-gzip"
     runner_repo = space.root / "repo-runner"
     with postgres(args.rows) as container:
-        settings = space.settings.model_copy(update={
-            "destinations": {"local": space.settings.destinations["local"].model_copy(
-                update={"path": str(runner_repo)})},
-            "sources": space.settings.sources.model_copy(update={
-                "postgres": space.settings.sources.postgres.model_copy(update={"container": container,
-                                                                                "network": "offsite-bench"}),
-                "vault": space.settings.sources.vault.model_copy(update={"enabled": False}),
-                "minio": space.settings.sources.minio.model_copy(update={"enabled": False})})})
-        destinations = configured(settings)
-        pgpass(space)
-        init(space.engine, destinations, ["postgres"])
-        job_dir(gzip_repo, settings)
-        by_hand(space, gzip_repo, "restic init --repository-version 2 -q")
+        settings, destinations = postgres_repositories(space, container, runner_repo, gzip_repo)
         host = address(container)
         dump_bytes, times = [], {"gzip": [], "runner": []}
         for day in range(1, args.days + 1):
@@ -81,14 +67,14 @@ def main() -> None:
                 f"runner's way {times['runner'][-1]:.0f} s")
     figures = {name: stats(space, repo) for name, repo in (("gzip", gzip_repo), ("runner", runner_repo))}
     rows = []
-    for name, label in (("gzip", "`pg_dumpall | gzip -9` into restic (specification)"),
+    for name, label in (("gzip", "`pg_dumpall \\| gzip -9` into restic (specification)"),
                         ("runner", "plain dump streamed into restic (runner)")):
         raw, logical = figures[name]["raw-data"], figures[name]["restore-size"]
         stored = raw["total_size"]
         rows.append((label, stored, logical["total_size"] / stored, raw.get("compression_ratio", 1),
                      median(times[name]), raw["snapshots_count"]))
     ratio_smaller = rows[0][1] / rows[1][1]
-    table = ["| way | stored after 30 days | deduplication (logical / stored) | compression | median time per day | snapshots |",
+    table = [f"| way | stored after {args.days} days | deduplication (logical / stored) | compression | median time per day | snapshots |",
              "|---|---|---|---|---|---|"]
     table += [f"| {label} | {stored / 1e6:.1f} MB | {dedup:.1f}:1 | {compression:.2f}:1 | {seconds:.0f} s | {count} |"
               for label, stored, dedup, compression, seconds, count in rows]

@@ -13,13 +13,10 @@ from __future__ import annotations
 
 import argparse
 
-from common import address, alternate, by_hand, median, pgpass, postgres, record, say, sh, workspace
+from common import address, alternate, by_hand, median, postgres, postgres_repositories, record, say, sh, workspace
 
 from runner.backup import back_up
-from runner.destinations import configured
 from runner.engine import JobSpec, Mount
-from runner.repositories import init
-from runner.workspace import job_dir
 
 
 def main() -> None:
@@ -31,18 +28,7 @@ def main() -> None:
     space = workspace("overhead")
     runner_repo, hand_repo = space.root / "repo-runner", space.root / "repo-by-hand"
     with postgres(args.rows) as container:
-        settings = space.settings.model_copy(update={
-            "destinations": {"local": space.settings.destinations["local"].model_copy(update={"path": str(runner_repo)})},
-            "sources": space.settings.sources.model_copy(update={
-                "postgres": space.settings.sources.postgres.model_copy(update={"container": container,
-                                                                                "network": "offsite-bench"}),
-                "vault": space.settings.sources.vault.model_copy(update={"enabled": False}),
-                "minio": space.settings.sources.minio.model_copy(update={"enabled": False})})})
-        destinations = configured(settings)
-        pgpass(space)
-        init(space.engine, destinations, ["postgres"])
-        job_dir(hand_repo, settings)
-        by_hand(space, hand_repo, "restic init --repository-version 2 -q")
+        settings, destinations = postgres_repositories(space, container, runner_repo, hand_repo)
         host = address(container)
         dump = f"restic backup -q --host bench --stdin-filename pg_dumpall.sql --stdin-from-command -- " \
                f"pg_dumpall -h {host} -U postgres --no-password"
