@@ -1,0 +1,195 @@
+"""The `runner` group, its context, and what the command modules share: loading the settings,
+the engine, the selection of destinations and sources, reporting results and exit codes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+
+import click
+from loguru import logger
+from rich.console import Console
+from rich.table import Table
+
+from runner import logs
+from runner.settings import (
+    CONFIG_ENV,
+    DEFAULT_CONFIG_PATH,
+    ConfigError,
+    LoadedSettings,
+    load_settings,
+)
+
+EXIT_FAILED = 1
+EXIT_CONFIG = 2
+
+
+def console() -> Console:
+    # made per use, so that COLUMNS and the output stream in effect now are respected
+    return Console()
+
+
+class Context:
+    def __init__(self, config: Path | None, log_level: str | None, log_format: str | None = None):
+        self.config = config
+        self.log_level = log_level
+        self.log_format = log_format
+        self._loaded: LoadedSettings | None = None
+
+    def load(self) -> LoadedSettings:
+        if self._loaded is None:
+            try:
+                self._loaded = load_settings(self.config)
+            except ConfigError as error:
+                fail_config(error)
+            logs.setup(self.log_level or self._loaded.settings.log.level,
+                       self.log_format or self._loaded.settings.log.format)
+        return self._loaded
+
+    @property
+    def settings(self):
+        return self.load().settings
+
+
+def fail_config(error: ConfigError):
+    click.echo(f"configuration has {len(error.problems)} error(s):", err=True)
+    for problem in error.problems:
+        click.echo(f"  - {problem}", err=True)
+    sys.exit(EXIT_CONFIG)
+
+
+def fail(message: str, code: int = EXIT_FAILED):
+    logger.error(message)
+    sys.exit(code)
+
+
+pass_context = click.make_pass_decorator(Context)
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=f"""\b
+Configuration: --config PATH, else ${CONFIG_ENV}, else {DEFAULT_CONFIG_PATH}
+(if that file is absent, the built-in defaults apply). Any setting can be overridden
+from the environment: RUNNER_<SECTION>__<FIELD>, e.g. RUNNER_JOBS__TIMEOUT=2h.
+\b
+Exit codes: 0 success, 1 a job failed, 2 the configuration or the command line is wrong,
+75 nothing failed but a destination was deferred by its upload quota.""",
+)
+@click.option("--config", "-c", type=click.Path(path_type=Path, dir_okay=False),
+              help=f"TOML configuration file (default: ${CONFIG_ENV} or {DEFAULT_CONFIG_PATH}).")
+@click.option("--log-level", type=click.Choice(["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+              help="Override log.level for this invocation.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), help="Override log.format: 'json' for machines.")
+@click.version_option(package_name="offsite-backup-runner")
+@click.pass_context
+def cli(ctx: click.Context, config: Path | None, log_level: str | None, log_format: str | None):
+    """Offsite backups of Vault, PostgreSQL and MinIO with restic, each job run in an
+    ephemeral, hardened Podman container."""
+    logs.setup(log_level.upper() if log_level else "INFO", log_format or "text")
+    ctx.obj = Context(config, log_level.upper() if log_level else None, log_format)
+
+
+def engine_for(context: Context):
+    from runner.engine import Engine, EngineUnavailable
+
+    engine = Engine(context.settings)
+    try:
+        engine.ping()
+    except EngineUnavailable as error:
+        fail(str(error))
+    return engine
+
+
+def selection(context: Context, destination_names: tuple[str, ...], source_names: tuple[str, ...]):
+    from runner import destinations, sources
+
+    try:
+        chosen = destinations.configured(context.settings, destination_names)
+        names = sources.enabled(context.settings, source_names)
+    except ValueError as error:
+        raise click.UsageError(str(error)) from None
+    if not names:
+        raise click.UsageError("no source is enabled in the configuration (see [sources] in examples/runner.toml)")
+    return chosen, names
+
+
+def record_runs(settings, runs) -> None:
+    """Put (kind, result) pairs in the run history, as soon as they are known."""
+    from runner.reporting import record
+
+    record(settings, runs)
+
+
+def finish(settings, runs, as_json: bool) -> None:
+    """Alerts, metrics, dashboard and ping for the recorded runs; then the report and exit code."""
+    from runner import reporting
+
+    reporting.report(settings, runs)
+    report([result for _, result in runs], as_json)
+
+
+def report(results, as_json: bool) -> None:
+    from runner.results import exit_code
+
+    if as_json:
+        click.echo(json.dumps([as_dict(result) for result in results], indent=2, default=str))
+        sys.exit(exit_code(results))
+    table = Table("source", "destination", "result", "details")
+    for result in results:
+        style = "green" if result.status.value == "ok" else "yellow" if not result.status.is_failure else "red"
+        table.add_row(result.source, result.destination, f"[{style}]{result.status.value}[/]", result.message)
+    console().print(table)
+    sys.exit(exit_code(results))
+
+
+def as_dict(record) -> dict:
+    import dataclasses
+
+    data = dataclasses.asdict(record)
+    if "status" in data:
+        data["status"] = record.status.value
+    return data
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (for scripts).")
+
+
+destination_option = click.option(
+    "--destination", "-d", "destination_names", multiple=True,
+    help="Only this destination (repeatable). Default: every enabled destination.")
+
+
+source_option = click.option(
+    "--source", "-s", "source_names", multiple=True,
+    help="Only this source (repeatable). Default: every enabled source.")
+
+
+def size_text(value: int | None) -> str:
+    if value is None:
+        return "-"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+
+
+def number_text(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _terminate(signum, frame):
+    # systemd stops a unit with SIGTERM: unwind so `finally` blocks remove job containers.
+    raise KeyboardInterrupt
+
+
+def main():
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        cli(prog_name="runner")
+    except KeyboardInterrupt:
+        logger.warning("interrupted")
+        sys.exit(130)
+

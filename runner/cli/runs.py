@@ -1,0 +1,136 @@
+"""The scheduled jobs: exec backup, check, prune, restore-test."""
+
+from __future__ import annotations
+
+import click
+
+from runner.cli.base import (
+    Context,
+    engine_for,
+    finish,
+    record_runs,
+    selection,
+    cli,
+    destination_option,
+    json_option,
+    pass_context,
+)
+
+
+@cli.group("exec")
+def exec_():
+    """Run the scheduled jobs (what the systemd timers start)."""
+
+
+@exec_.command("backup")
+@click.argument("source_names", nargs=-1, metavar="[SOURCE]...")
+@destination_option
+@json_option
+@pass_context
+def exec_backup(context: Context, source_names, destination_names, as_json):
+    """Back up SOURCEs: vault, postgres, minio, files, or all (the default: every enabled
+    source, in restore priority order). One source failing does not stop the next.
+
+    A destination that fails its preflight (unreachable NAS, missing key) is skipped and reported;
+    the others still run. A destination whose daily upload quota would be passed is deferred.
+    Exit code 1 if anything failed, 75 if nothing failed but something was deferred."""
+    from runner.backup import back_up
+
+    if "all" in source_names:
+        source_names = ()
+    chosen, names = selection(context, destination_names, source_names)
+    engine = engine_for(context)
+    runs = []
+    for source in names:
+        outcome = [("backup", result) for result in back_up(context.settings, engine, source, chosen)]
+        record_runs(context.settings, outcome)
+        runs += outcome
+    finish(context.settings, runs, as_json)
+
+
+def maintain_repositories(context: Context, source_names, destination_names, as_json, prune: bool, subset: str | None):
+    from runner.maintenance import maintain, rotating_subset
+
+    chosen, names = selection(context, destination_names, source_names)
+    engine = engine_for(context)
+    subset = rotating_subset(context.settings) if subset is None else subset
+    runs = []
+    for destination in chosen:
+        for source in names:
+            outcome = maintain(context.settings, engine, destination, source, prune=prune, subset=subset)
+            record_runs(context.settings, outcome.runs)
+            runs += outcome.runs
+    finish(context.settings, runs, as_json)
+
+
+@exec_.command("check")
+@click.argument("source_names", nargs=-1, metavar="[SOURCE]...")
+@destination_option
+@click.option("--subset", help="Part of the data to read: '2/8', '10%', 'all', or 'none' for the structure only. "
+                               "Default: this week's 1/retention.check_weeks part, a different one each week.")
+@json_option
+@pass_context
+def exec_check(context: Context, source_names, destination_names, subset, as_json):
+    """Verify repositories with `restic check`, reading a part of their data.
+
+    A repository whose check fails is reported with the status 'check failed' (exit code 1), and
+    `exec prune` forgets and prunes nothing in it until a check passes again."""
+    if "all" in source_names:
+        source_names = ()
+    maintain_repositories(context, source_names, destination_names, as_json, prune=False,
+              subset=None if subset is None else ("" if subset == "none" else subset))
+
+
+@exec_.command("prune")
+@click.argument("source_names", nargs=-1, metavar="[SOURCE]...")
+@destination_option
+@json_option
+@pass_context
+def exec_prune(context: Context, source_names, destination_names, as_json):
+    """Apply the retention policy: check each repository first, then forget and prune.
+
+    Keeps the most recent snapshot of each of the last retention.keep_daily days, keep_monthly
+    months and keep_yearly years (restic's definition). Forgets nothing where the check fails or
+    fewer than retention.minimum_snapshots snapshots exist. Every forgotten snapshot is logged and
+    recorded in the history, with the repository's size, compression and deduplication after."""
+    if "all" in source_names:
+        source_names = ()
+    maintain_repositories(context, source_names, destination_names, as_json, prune=True, subset=None)
+
+
+@exec_.command("restore-test")
+@click.argument("source_names", nargs=-1, metavar="[SOURCE]...")
+@click.option("--destination", "-d", "destination_name",
+              help="Destination to restore from (default: restore_tests.destination, else the first enabled).")
+@json_option
+@pass_context
+def exec_restore_test(context: Context, source_names, destination_name, as_json):
+    """Restore the latest snapshot of vault, postgres, minio (or all) into throwaway containers on an
+    isolated network and compare it with what was recorded at backup time.
+
+    PostgreSQL: the dump is loaded into a throwaway server (restore_tests.postgres_image) and every
+    table's row count and checksum compared with the backup's manifest. Vault: the snapshot's sums
+    are verified and it is restored into a throwaway server; with restore_tests.vault_unseal_keys_file
+    it is unsealed and a canary secret read back. MinIO: every object's size and checksum is compared
+    with the manifest. The duration of each phase goes to the history (RTO planning). A difference is
+    reported as 'restore mismatch' (exit code 1)."""
+    from runner import recover, restoretests
+
+    if "all" in source_names:
+        source_names = ()
+    unknown = set(source_names) - set(restoretests.TESTS)
+    if unknown:
+        raise click.UsageError(f"no restore test for {', '.join(sorted(unknown))} (there are: {', '.join(restoretests.TESTS)})")
+    from runner.sources import enabled
+
+    names = [name for name in enabled(context.settings, source_names) if name in restoretests.TESTS]
+    try:
+        destination = recover.destination_for(context.settings, destination_name or context.settings.restore_tests.destination)
+    except recover.RestoreError as error:
+        raise click.UsageError(str(error)) from None
+    engine = engine_for(context)
+    runs = []
+    for name in names:
+        runs.append(("restore-test", restoretests.run(context.settings, engine, name, destination)))
+        record_runs(context.settings, runs[-1:])
+    finish(context.settings, runs, as_json)
