@@ -13,7 +13,6 @@ import shlex
 import shutil
 from pathlib import Path
 
-from loguru import logger
 
 from runner import rclone, restic
 from runner.destinations import Destination, DestinationUnavailable, RepositoryAccess, RepositoryMissing, configured

@@ -71,7 +71,7 @@ def render() -> str:
     for name, field in Settings.model_fields.items():
         annotation = field.annotation
         if name == "destinations":
-            out += [f"## `[destinations.<name>]`", "", field.description or "", ""]
+            out += ["## `[destinations.<name>]`", "", field.description or "", ""]
             for kind in typing.get_args(typing.get_args(DestinationConfig)[0]):
                 tag = typing.get_args(kind.model_fields["kind"].annotation)[0]
                 out += [f"### `kind = \"{tag}\"`", "", kind.model_fields["kind"].description or "", "",

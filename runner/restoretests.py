@@ -23,7 +23,7 @@ from runner.recover import RestoreError
 from runner.results import RunResult, Status
 from runner.settings import Settings
 from runner.sources import SourceError, minio, postgres, vault
-from runner.workspace import job_dir, remove_tree
+from runner.workspace import hand_to_job_user, job_dir, remove_tree
 
 THROWAWAY_USER = "postgres"
 
@@ -293,8 +293,57 @@ def test_minio(settings: Settings, engine: Engine, access, work: Path, phases: P
         differences = compare_objects(manifest, root / minio.OBJECTS)
     if differences:
         raise Mismatch("; ".join(differences[:10]))
-    return (f"{len(manifest['objects'])} objects restored with equal size, checksum and recorded metadata",
-            {"snapshot_id": snapshot["id"], "restored_bytes": restored_bytes, "objects": len(manifest["objects"])})
+    figures = {"snapshot_id": snapshot["id"], "restored_bytes": restored_bytes, "objects": len(manifest["objects"])}
+    message = f"{len(manifest['objects'])} objects restored with equal size, checksum and recorded metadata"
+    if settings.restore_tests.s3_image:
+        with phases.timed("s3"):
+            differences = through_s3(settings, engine, root, manifest, work)
+        if differences:
+            raise Mismatch("through the S3 API: " + "; ".join(differences[:10]))
+        figures["s3_compared"] = len(manifest["objects"])
+        message += ", and loaded into a throwaway S3 server with equal content types and metadata"
+    return message, figures
+
+
+def through_s3(settings: Settings, engine: Engine, root: Path, manifest: dict, work: Path) -> list[str]:
+    """Upload the restored objects into a throwaway S3 server, list them back through its API, compare."""
+    credentials = work / "s3-credentials"
+    credentials.write_text("[default]\naws_access_key_id = restore-test\naws_secret_access_key = restore-test-key\n")
+    credentials.chmod(0o400)
+    hand_to_job_user(credentials, settings)
+    with engine.isolated_network("restore-test-s3") as network:
+        with engine.service("restore-test-s3", settings.restore_tests.s3_image, network,
+                            timeout=settings.restore_tests.timeout) as server:
+            endpoint = f"http://{server.address}:9000"
+            recover.upload_objects(settings, engine, root, endpoint, credentials, network, work / "upload")
+            listing = work / "listing"
+            job_dir(listing, settings)
+            argv = ("sh", "-c", 'exec "$@" > /listing/objects.json', "list", "rclone", "lsjson", "--recursive",
+                    "--files-only", "--metadata", "--hash", "target:")
+            result = engine.run(JobSpec(
+                name="list-s3", argv=argv, networks=(network,),
+                mounts=(Mount(work / "upload", "/work"), Mount(listing, "/listing", read_only=False),
+                        Mount(credentials, minio.CREDENTIALS)),
+                env={"RCLONE_CONFIG": "/work/rclone.conf", "AWS_SHARED_CREDENTIALS_FILE": minio.CREDENTIALS}))
+            if not result.ok:
+                raise RestoreError(f"could not list the throwaway S3 server: {' '.join(result.output_tail[-2:])}")
+    found = {item["Path"]: item for item in json.loads((listing / "objects.json").read_text())}
+    differences = [f"{path} is missing" for path in sorted(manifest["objects"].keys() - found.keys())]
+    for path, entry in sorted(manifest["objects"].items()):
+        item = found.get(path)
+        if item is None:
+            continue
+        user = {k: v for k, v in (entry.get("metadata") or {}).items() if k not in recover.SYSTEM_METADATA}
+        got = {k: v for k, v in (item.get("Metadata") or {}).items() if k in user}
+        if item["Size"] != entry["size"]:
+            differences.append(f"{path} has {item['Size']} bytes, the backup had {entry['size']}")
+        elif entry.get("md5") and (item.get("Hashes") or {}).get("md5") != entry["md5"]:
+            differences.append(f"{path}: content differs")
+        elif item.get("MimeType") != entry.get("content_type"):
+            differences.append(f"{path}: content type {item.get('MimeType')}, the backup had {entry.get('content_type')}")
+        elif got != user:
+            differences.append(f"{path}: metadata {got}, the backup had {user}")
+    return differences
 
 
 def compare_objects(manifest: dict, objects: Path) -> list[str]:

@@ -196,6 +196,10 @@ class RestoreTestSettings(Section):
         description="Image of the throwaway PostgreSQL (the official image's contract); match production's major version.",
     )
     vault_image: str = Field("", description="Image of the throwaway Vault/OpenBao server; empty: images.openbao.")
+    s3_image: str = Field(
+        "", description="Image of a throwaway S3 server (e.g. MinIO's) to load the restored objects into and compare "
+        "through the S3 API, listening on port 9000; empty: compare the restored files only."
+    )
     vault_unseal_keys_file: Path | None = Field(
         None, description="Unseal keys of the production Vault (one per line), for unsealing the restored copy "
         "when it comes up sealed. Without them only the snapshot's structure and its acceptance are verified.",

@@ -27,7 +27,7 @@ from tests.integration.test_sources import (
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, engine, settings, testcontainers_env):
-    images.build(settings, ["runner", "testbed-postgres"])  # the Vault probe runs in the runner image
+    images.build(settings, ["runner", "testbed-postgres", "testbed-s3"])  # the Vault probe runs in the runner image
     root = tmp_path_factory.mktemp("restore")
     with OpenBao(settings) as bao, Postgres(settings) as production, S3(settings) as s3:
         production.load(SAMPLE_DATABASES)
@@ -38,7 +38,8 @@ def stack(tmp_path_factory, engine, settings, testcontainers_env):
         unseal_keys = private_file(root / "unseal-keys", bao.unseal_key + "\n", settings)
         configured = configured.model_copy(update={
             "restore_tests": configured.restore_tests.model_copy(update={
-                "postgres_image": images.testbed_tag("postgres"), "vault_unseal_keys_file": unseal_keys}),
+                "postgres_image": images.testbed_tag("postgres"), "vault_unseal_keys_file": unseal_keys,
+                "s3_image": images.testbed_tag("s3")}),
             "secrets": configured.secrets.model_copy(update={"approle_dir": root / "approle"})})
         (root / "admin-token").write_text(bao.root_token)
         assert cli(configured, root, "vault", "bootstrap", "--token-file", str(root / "admin-token")).exit_code == 0
@@ -81,6 +82,7 @@ def test_good_backups_pass_their_restore_tests_and_leave_nothing_behind(stack):
     assert results["postgres"]["figures"]["tables"] == 4
     assert "unreachable" in results["postgres"]["figures"]["isolation"]
     assert results["minio"]["figures"]["objects"] == 50
+    assert results["minio"]["figures"]["s3_compared"] == 50  # loaded into a throwaway S3, compared through its API
     for result in results.values():
         phases = result["figures"]["phase_seconds"]
         assert phases["fetch"] > 0 and result["figures"]["restored_bytes"] > 0
