@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from contextlib import nullcontext
 
 from loguru import logger
@@ -11,7 +12,7 @@ from runner.destinations import Destination, DestinationUnavailable, RepositoryA
 from runner.engine import Engine, Mount
 from runner.locking import clear_stale_locks, repository_lock, skipped_message
 from runner.quota import ledger
-from runner.repositories import failure, restic_job, storage, unavailable
+from runner.repositories import failure, restic_job, unavailable
 from runner.results import RunResult, Status
 from runner.settings import Settings
 from runner.sources import Payload, SourceError
@@ -97,27 +98,40 @@ def _run_backup(settings: Settings, engine: Engine, module, payload: Payload, de
     figures = {**summary, **payload.figures}
     try:
         module.verify(settings, payload, summary)
-        if payload.sidecar:
-            added += _back_up_sidecar(settings, engine, access, payload, source, snapshot)
+        sidecar_added, stored = _after_snapshot(settings, engine, access, payload, source, snapshot)
+        added += sidecar_added
+        figures.update(stored)
     except SourceError as error:
         logger.error("{} -> {}: {}", source, destination.name, error)
         return RunResult(source, destination.name, Status.FAILED, f"{source}: {error}", snapshot, result.duration, figures)
     finally:
         ledger(settings.paths.state_dir).record(destination.name, source, added)
-    figures.update(storage(engine, access, logical=False))
     message = describe(summary, payload.figures)
     logger.info("{} -> {}: {}", source, destination.name, message)
     return RunResult(source, destination.name, Status.OK, message, snapshot, result.duration, figures)
 
 
-def _back_up_sidecar(settings: Settings, engine: Engine, access: RepositoryAccess, payload: Payload,
-                     source: str, snapshot: str) -> int:
-    """Back up the sidecar directory as a second snapshot tagged with the first one's id."""
-    argv = restic.backup(access.repository, [SIDECAR], host=settings.restic.host,
-                         tags=[f"{source}-manifest", f"for:{snapshot}"])
-    result = engine.run(restic_job(access, "sidecar", argv, (Mount(payload.sidecar, SIDECAR),)))
-    if not result.ok:
+SIDECAR_FAILED = 86
+
+
+def _after_snapshot(settings: Settings, engine: Engine, access: RepositoryAccess, payload: Payload, source: str,
+                    snapshot: str) -> tuple[int, dict]:
+    """In one job container: back up the sidecar directory (if any) as a second snapshot tagged with
+    the first one's id, then measure the repository. Returns (bytes the sidecar added, figures)."""
+    steps, mounts = [], ()
+    if payload.sidecar:
+        sidecar = restic.backup(access.repository, [SIDECAR], host=settings.restic.host,
+                                tags=[f"{source}-manifest", f"for:{snapshot}"])
+        steps.append(f"{shlex.join(sidecar)} || exit {SIDECAR_FAILED}")
+        mounts = (Mount(payload.sidecar, SIDECAR),)
+    steps.append(f"{shlex.join(restic.stats(access.repository))} || true")
+    result = engine.run(restic_job(access, "after-backup", ["sh", "-c", "; ".join(steps)], mounts))
+    if result.exit_code == SIDECAR_FAILED or result.timed_out:
         raise SourceError(f"the snapshot {snapshot[:8]} was stored, but its manifest could not be: "
                           + " ".join(result.output_tail[-2:]))
-    summary = restic.parse_output(result.stdout).summary or {}
-    return summary.get("data_added_packed", 0)
+    said = restic.parse_output(result.stdout)
+    measured = next((d for d in said.documents if isinstance(d, dict) and "total_size" in d), {})
+    stored = {"repository_bytes": measured.get("total_size"), "uncompressed_bytes": measured.get("total_uncompressed_size"),
+              "snapshots": measured.get("snapshots_count"),
+              "compression_ratio": round(measured["compression_ratio"], 2) if measured.get("compression_ratio") else None}
+    return (said.summary or {}).get("data_added_packed", 0) if payload.sidecar else 0, stored

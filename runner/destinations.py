@@ -43,6 +43,7 @@ class RepositoryAccess:
     networks: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     timeout: int | None = None
+    local_path: Path | None = None  # the repository's directory, when it is on this host
 
 
 def init_hint(destination: str, source: str) -> str:
@@ -91,8 +92,11 @@ class Destination:
         return RepositoryAccess(
             destination=self.name, source=source, location=self.describe(source), repository=repository,
             mounts=(Mount(password, PASSWORD), Mount(cache, CACHE, read_only=False), *mounts),
-            networks=networks, env=env, timeout=self.config.timeout,
+            networks=networks, env=env, timeout=self.config.timeout, local_path=self.local_repository(source),
         )
+
+    def local_repository(self, source: str) -> Path | None:
+        return None
 
     def describe(self, source: str) -> str:
         raise NotImplementedError
@@ -108,6 +112,9 @@ class Local(Destination):
 
     def path(self, source: str) -> Path:
         return Path(self.config.path.format(source=source))
+
+    def local_repository(self, source: str) -> Path | None:
+        return self.path(source)
 
     def describe(self, source: str) -> str:
         return str(self.path(source))

@@ -114,6 +114,8 @@ def clear_stale_locks(settings: Settings, engine: Engine, access: RepositoryAcce
     """Remove the locks of this runner's dead jobs; return them. Call only while holding repository_lock."""
     from runner.repositories import restic_job
 
+    if access.local_path is not None and not any((access.local_path / "locks").glob("*")):
+        return []  # a repository on this host without a single lock: nothing to look at
     report = engine.run(restic_job(access, "locks", restic.locks_report(access.repository)))
     if not report.ok:
         logger.warning("could not list the locks of {}: {}", access.location, " ".join(report.output_tail[-2:]))

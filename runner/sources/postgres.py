@@ -95,23 +95,26 @@ def server(settings: Settings, engine: Engine) -> ContainerStatus | None:
 def preflight(settings: Settings, engine: Engine) -> None:
     config = settings.sources.postgres
     status = server(settings, engine)
-    if config.mode == "exec":
-        ready = engine.exec_in(config.container, ["pg_isready", "--username", config.user], user=config.exec_user)
+    if status is not None:
+        # pg_isready inside the server's own container: no job container to start
+        ready = engine.exec_in(config.container, ["pg_isready", "--port", str(config.port)], user=config.exec_user)
         if ready.exit_code != 0:
             raise SourceError(f"PostgreSQL in {config.container!r} is not accepting connections: "
                               f"{ready.stdout.decode(errors='replace').strip()} {' '.join(ready.stderr_tail)}".strip())
+    if config.mode == "exec":
         return
     try:
         check_secret_file(settings, pgpass_file(settings), "PostgreSQL pgpass file")
     except SecretFileError as error:
         raise SourceError(str(error)) from None
-    network, host = endpoint(settings, status)
-    probe = engine.run(JobSpec(
-        name="pg-isready", argv=("pg_isready", "--host", host, "--port", str(config.port), "--username", config.user,
-                                 "--timeout", "10"), networks=(network,), timeout=60))
-    if not probe.ok:
-        raise SourceError(f"PostgreSQL at {host}:{config.port} on network {network} is not accepting connections: "
-                          + " ".join(probe.output_tail[-3:]))
+    if status is None:
+        network, host = endpoint(settings, None)
+        probe = engine.run(JobSpec(
+            name="pg-isready", argv=("pg_isready", "--host", host, "--port", str(config.port), "--username",
+                                     config.user, "--timeout", "10"), networks=(network,), timeout=60))
+        if not probe.ok:
+            raise SourceError(f"PostgreSQL at {host}:{config.port} on network {network} is not accepting "
+                              "connections: " + " ".join(probe.output_tail[-3:]))
 
 
 @contextmanager
