@@ -15,6 +15,17 @@ def test_manifest_comparison_names_database_and_table():
     assert compare_manifests(expected, actual) == ["shop: public.c has 4 rows, the backup had 5"]
 
 
+def test_manifests_of_different_formats_compare_rows_only():
+    expected = {"databases": {"shop": {"public.a": {"rows": 2, "checksum": "old-style"}}}}
+    actual = {"format": 2, "databases": {"shop": {"public.a": {"rows": 2, "checksum": "new-style"}}}}
+    assert compare_manifests(expected, actual) == []
+    actual["databases"]["shop"]["public.a"]["rows"] = 3
+    assert compare_manifests(expected, actual) == ["shop: public.a has 3 rows, the backup had 2"]
+    expected["format"] = 2
+    actual["databases"]["shop"]["public.a"]["rows"] = 2
+    assert compare_manifests(expected, actual) == ["shop: public.a: row contents differ from the backup"]
+
+
 def test_object_comparison(tmp_path):
     (tmp_path / "bucket").mkdir()
     (tmp_path / "bucket" / "same").write_bytes(b"same")
