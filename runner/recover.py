@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shlex
 import shutil
 from pathlib import Path
@@ -168,6 +169,19 @@ def restore_postgres(settings: Settings, engine: Engine, destination: Destinatio
             "Next: check the applications' data (row counts, a login), then restore MinIO.")
 
 
+def put_in_place(restored: Path, target: Path) -> None:
+    """Move a completely restored tree to `target` (a rename: no second copy of the data, no extra disk
+    space), or merge it into a target that already holds files. The files become the runner's."""
+    if target.exists() and any(target.iterdir()):
+        shutil.copytree(restored, target, dirs_exist_ok=True)
+        return
+    if target.exists():
+        target.rmdir()
+    restored.replace(target)
+    for path in (target, *target.rglob("*")):
+        os.lchown(path, os.getuid(), os.getgid())
+
+
 # Object metadata that the S3 server sets itself, as rclone reports it: not restored as user metadata.
 SYSTEM_METADATA = {"content-type", "btime", "content-encoding", "content-language", "content-disposition",
                    "cache-control", "tier"}
@@ -215,15 +229,15 @@ def restore_minio(settings: Settings, engine: Engine, destination: Destination, 
         raise RestoreError(f"{target} is not empty; use --force to restore into it")
     access = open_repository(destination, "minio")
     snapshot = find_snapshot(engine, access, "minio", wanted)
-    work = settings.paths.staging_dir / "restore-minio"
+    work = target.parent / f".{target.name}.partial"  # beside the target: moved into place, not copied
+    remove_tree(work)  # what an interrupted restore left
     try:
         fetch(settings, engine, access, snapshot, work)
         restored = work / minio.INSIDE.lstrip("/")
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(restored, target, dirs_exist_ok=True)
         if endpoint:
             uploaded = upload_objects(settings, engine, restored, endpoint, credentials or minio.credentials_file(settings),
                                       network or settings.sources.minio.network, work / "upload")
+        put_in_place(restored, target)
     finally:
         remove_tree(work)
     if endpoint:

@@ -1,6 +1,6 @@
 import hashlib
 
-from runner.recover import restore_progress
+from runner.recover import put_in_place, restore_progress
 from runner.restoretests import compare_manifests, compare_objects
 
 
@@ -47,3 +47,29 @@ def test_restore_progress_lines():
     line = '{"message_type":"status","percent_done":0.5,"total_bytes":200,"bytes_restored":100}'
     assert restore_progress(line) == "50% restored (100 of 200 bytes)"
     assert restore_progress('{"message_type":"summary"}') is None
+
+
+def _restored_tree(root):
+    (root / "objects" / "photos").mkdir(parents=True)
+    (root / "objects" / "photos" / "cat.jpg").write_bytes(b"jpeg")
+    (root / "manifest.json").write_text("{}")
+    return root
+
+
+def test_a_restored_tree_is_moved_into_a_missing_or_empty_target(tmp_path):
+    for target in (tmp_path / "missing", tmp_path / "empty"):
+        if target.name == "empty":
+            target.mkdir()
+        restored = _restored_tree(tmp_path / f".{target.name}.partial" / "restored")
+        put_in_place(restored, target)
+        assert (target / "objects" / "photos" / "cat.jpg").read_bytes() == b"jpeg"
+        assert not restored.exists()  # moved, not copied
+
+
+def test_a_restored_tree_is_merged_into_a_target_holding_files(tmp_path):
+    target = tmp_path / "minio"
+    (target / "objects").mkdir(parents=True)
+    (target / "objects" / "kept").write_text("already there")
+    put_in_place(_restored_tree(tmp_path / "partial"), target)
+    assert (target / "objects" / "kept").read_text() == "already there"
+    assert (target / "objects" / "photos" / "cat.jpg").read_bytes() == b"jpeg"
