@@ -131,8 +131,8 @@ def main() -> None:
         "\n\nTarget: at most 1.5. The runner's restore adds a fixed cost, not a per-byte one: it first looks the "
         "snapshot up (a second restic process opening the SFTP repository, in its own container), then verifies "
         "(Vault's sums) and puts the files in place (for MinIO a rename). On small test data that fixed cost "
-        "dominates the ratio; the last column applies the same extra seconds to the sizes of the RTO estimate, at the bare restore's measured "
-        "throughput (unthrottled, so the most pessimistic ratio).\n\n"
+        "dominates the ratio; the last column applies the same extra seconds to the sizes of the RTO estimate, "
+        "at the bare restore's measured throughput (unthrottled, so the most pessimistic ratio).\n\n"
         "Full-stack recovery, extrapolated (fetch at the NAS link's 10 MB/s or the measured rate if slower; "
         f"PostgreSQL loaded at the measured {load_rate / 1e6:.1f} MB/s):\n\n"
         "| source | size | fetch | load |\n|---|---|---|---|\n" + "\n".join(estimate) +
