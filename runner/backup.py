@@ -12,7 +12,7 @@ from runner.destinations import Destination, DestinationUnavailable, RepositoryA
 from runner.engine import Engine, Mount
 from runner.locking import clear_stale_locks, repository_lock, skipped_message
 from runner.quota import ledger
-from runner.repositories import failure, restic_job, unavailable
+from runner.repositories import failure, restic_job, stored_figures, unavailable
 from runner.results import RunResult, Status
 from runner.settings import Settings
 from runner.sources import Payload, SourceError
@@ -131,7 +131,4 @@ def _after_snapshot(settings: Settings, engine: Engine, access: RepositoryAccess
                           + " ".join(result.output_tail[-2:]))
     said = restic.parse_output(result.stdout)
     measured = next((d for d in said.documents if isinstance(d, dict) and "total_size" in d), {})
-    stored = {"repository_bytes": measured.get("total_size"), "uncompressed_bytes": measured.get("total_uncompressed_size"),
-              "snapshots": measured.get("snapshots_count"),
-              "compression_ratio": round(measured["compression_ratio"], 2) if measured.get("compression_ratio") else None}
-    return (said.summary or {}).get("data_added_packed", 0) if payload.sidecar else 0, stored
+    return (said.summary or {}).get("data_added_packed", 0) if payload.sidecar else 0, stored_figures(measured)

@@ -7,11 +7,13 @@ next step to take.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import shlex
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 
@@ -81,6 +83,22 @@ def fetch(settings: Settings, engine: Engine, access: RepositoryAccess, snapshot
     return sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
 
 
+@contextlib.contextmanager
+def fetched(settings: Settings, engine: Engine, destination: Destination, source: str, wanted: str,
+            work: Path | None = None) -> Iterator[tuple[dict, Path]]:
+    """The wanted snapshot of `source`, restored into a working directory (by default in staging)
+    that is removed afterwards, whatever happens."""
+    access = open_repository(destination, source)
+    snapshot = find_snapshot(engine, access, source, wanted)
+    work = work or settings.paths.staging_dir / f"restore-{source}"
+    remove_tree(work)  # what an interrupted restore left
+    try:
+        fetch(settings, engine, access, snapshot, work)
+        yield snapshot, work
+    finally:
+        remove_tree(work)
+
+
 # Loading a dump ---------------------------------------------------------------------------------
 
 def load_dump(settings: Settings, engine: Engine, dump: Path, host: str, port: int, user: str,
@@ -122,18 +140,12 @@ def restore_vault(settings: Settings, engine: Engine, destination: Destination, 
                   force: bool) -> str:
     if output.exists() and not force:
         raise RestoreError(f"{output} exists; use --force to replace it")
-    access = open_repository(destination, "vault")
-    snapshot = find_snapshot(engine, access, "vault", wanted)
-    work = settings.paths.staging_dir / "restore-vault"
-    try:
-        fetch(settings, engine, access, snapshot, work)
+    with fetched(settings, engine, destination, "vault", wanted) as (snapshot, work):
         restored = work / vault.INSIDE.lstrip("/") / vault.SNAPSHOT
         meta = vault.verify_snapshot(restored)
         output.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(restored, output)
         output.chmod(0o600)
-    finally:
-        remove_tree(work)
     return (f"wrote Vault snapshot {snapshot['id'][:8]} of {snapshot['time'][:19]} (raft index {meta.get('Index')}, "
             f"sums verified) to {output}.\nNext: start an initialized, unsealed Vault and run\n"
             f"    vault operator raft snapshot restore -force {output}\n"
@@ -155,14 +167,8 @@ def restore_postgres(settings: Settings, engine: Engine, destination: Destinatio
     present = user_data(settings, engine, host, port, user, networks, pgpass)
     if present and not force:
         raise RestoreError(f"the target already holds data ({', '.join(present[:5])}); use --force to load over it")
-    access = open_repository(destination, "postgres")
-    snapshot = find_snapshot(engine, access, "postgres", wanted)
-    work = settings.paths.staging_dir / "restore-postgres"
-    try:
-        fetch(settings, engine, access, snapshot, work)
+    with fetched(settings, engine, destination, "postgres", wanted) as (snapshot, work):
         ok, said = load_dump(settings, engine, work / postgres.DUMP_FILENAME, host, port, user, networks, pgpass)
-    finally:
-        remove_tree(work)
     if not ok:
         raise RestoreError(f"loading the dump stopped at an error: {said}")
     return (f"loaded PostgreSQL dump {snapshot['id'][:8]} of {snapshot['time'][:19]} into {host}:{port}.\n"
@@ -227,19 +233,13 @@ def restore_minio(settings: Settings, engine: Engine, destination: Destination, 
                   network: str | None = None) -> str:
     if target.exists() and any(target.iterdir()) and not force:
         raise RestoreError(f"{target} is not empty; use --force to restore into it")
-    access = open_repository(destination, "minio")
-    snapshot = find_snapshot(engine, access, "minio", wanted)
-    work = target.parent / f".{target.name}.partial"  # beside the target: moved into place, not copied
-    remove_tree(work)  # what an interrupted restore left
-    try:
-        fetch(settings, engine, access, snapshot, work)
+    beside_target = target.parent / f".{target.name}.partial"  # moved into place, not copied
+    with fetched(settings, engine, destination, "minio", wanted, beside_target) as (snapshot, work):
         restored = work / minio.INSIDE.lstrip("/")
         if endpoint:
             uploaded = upload_objects(settings, engine, restored, endpoint, credentials or minio.credentials_file(settings),
                                       network or settings.sources.minio.network, work / "upload")
         put_in_place(restored, target)
-    finally:
-        remove_tree(work)
     if endpoint:
         return (f"restored MinIO snapshot {snapshot['id'][:8]} of {snapshot['time'][:19]}: {uploaded} objects "
                 f"uploaded to {endpoint} with their content types and metadata (a copy is in {target}).\n"

@@ -137,15 +137,20 @@ def storage(engine: Engine, access: RepositoryAccess, logical: bool = True) -> d
         documents = restic.parse_output(result.stdout).documents if result.ok else []
         data = documents[0] if documents and isinstance(documents[0], dict) else {}
         if mode == "raw-data":
-            figures.update(repository_bytes=data.get("total_size"), uncompressed_bytes=data.get("total_uncompressed_size"),
-                           compression_ratio=_round(data.get("compression_ratio")),
-                           compression_space_saving=_round(data.get("compression_space_saving")),
-                           snapshots=data.get("snapshots_count"))
+            figures.update(stored_figures(data))
         else:
             figures["logical_bytes"] = data.get("total_size")
     if figures.get("logical_bytes") and figures.get("uncompressed_bytes"):
         figures["deduplication_ratio"] = _round(figures["logical_bytes"] / figures["uncompressed_bytes"])
     return figures
+
+
+def stored_figures(raw_data: dict) -> dict:
+    """The figures of `restic stats --mode raw-data`: what the repository stores."""
+    return {"repository_bytes": raw_data.get("total_size"), "uncompressed_bytes": raw_data.get("total_uncompressed_size"),
+            "compression_ratio": _round(raw_data.get("compression_ratio")),
+            "compression_space_saving": _round(raw_data.get("compression_space_saving")),
+            "snapshots": raw_data.get("snapshots_count")}
 
 
 def _round(value) -> float | None:
