@@ -17,7 +17,7 @@ import sys
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,7 +145,7 @@ def postgres_repositories(space: Workspace, container: str, runner_repo: Path, h
     """Settings backing up only `container` into `runner_repo` (the runner's way), both repositories
     initialized; returns the settings and their destinations."""
     from runner.destinations import configured
-    from runner.repositories import init
+    from runner.inventory import init
 
     sources = space.settings.sources
     settings = space.settings.model_copy(update={
@@ -201,7 +201,7 @@ def record(section: str, text: str) -> None:
     existing = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
     parts = existing.split("\n## ")
     head, sections = parts[0], {p.split("\n", 1)[0]: p for p in parts[1:]}
-    stamp = f"Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on {machine()}.\n\n"
+    stamp = f"Measured {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {machine()}.\n\n"
     sections[section] = f"{section}\n\n{stamp}{text.strip()}\n"
     RESULTS.write_text(head.rstrip() + "\n\n" + "\n".join("## " + body for body in sections.values()))
 

@@ -17,11 +17,23 @@ from __future__ import annotations
 import argparse
 import time
 
-from common import (Workspace, address, by_hand, median, postgres, postgres_repositories, record, say, sql, stats,
-                    workspace)
-
 from runner.backup import back_up
 from runner.engine import Mount
+from runner.sources import get as source_named
+
+from common import (
+    Workspace,
+    address,
+    by_hand,
+    median,
+    postgres,
+    postgres_repositories,
+    record,
+    say,
+    sql,
+    stats,
+    workspace,
+)
 
 
 def mutate(container: str, rows: int, day: int, hot: float) -> None:
@@ -62,7 +74,7 @@ def main() -> None:
                               networks=("offsite-bench",))
             times["gzip"].append(seconds)
             started = time.monotonic()
-            [result] = back_up(settings, space.engine, "postgres", destinations)
+            [result] = back_up(settings, space.engine, source_named("postgres"), destinations)
             times["runner"].append(time.monotonic() - started)
             if result.status.value != "ok":
                 raise RuntimeError(result.message)
@@ -78,7 +90,8 @@ def main() -> None:
         rows.append((label, stored, logical["total_size"] / stored, raw.get("compression_ratio", 1),
                      median(times[name]), raw["snapshots_count"]))
     ratio_smaller = rows[0][1] / rows[1][1]
-    table = [f"| way | stored after {args.days} days | deduplication (logical / stored) | compression | median time per day | snapshots |",
+    table = [f"| way | stored after {args.days} days | deduplication (logical / stored) | compression "
+             "| median time per day | snapshots |",
              "|---|---|---|---|---|---|"]
     table += [f"| {label} | {stored / 1e6:.1f} MB | {dedup:.1f}:1 | {compression:.2f}:1 | {seconds:.0f} s | {count} |"
               for label, stored, dedup, compression, seconds, count in rows]
@@ -91,8 +104,8 @@ def main() -> None:
         "specification's way and the plain dump for the runner's, i.e. what each stored snapshot restores to; "
         "the runner's snapshots count also the small manifest snapshot of each day.")
     say(text)
-    record(f"Deduplication over time, edits among the newest {args.hot:.0%} of rows (bench/dedup.py --hot {args.hot:g})",
-           text)
+    record(f"Deduplication over time, edits among the newest {args.hot:.0%} of rows "
+           f"(bench/dedup.py --hot {args.hot:g})", text)
 
 
 if __name__ == "__main__":

@@ -58,7 +58,8 @@ def main() -> None:
         rows.append((name, peak, median([s for _, s, _ in samples]), staged))
         say(f"{name}: peak {peak:.0f} MB, {median([s for _, s, _ in samples]):.0f} s, staging writes: {len(staged)}")
     table = ["| job | peak resident memory of the runner | wall time | new files in staging |", "|---|---|---|---|"]
-    table += [f"| {name} | {peak:.0f} MB | {seconds:.0f} s | {len(staged) or 'none'} |" for name, peak, seconds, staged in rows]
+    table += [f"| {name} | {peak:.0f} MB | {seconds:.0f} s | {len(staged) or 'none'} |"
+              for name, peak, seconds, staged in rows]
     postgres_staged = next(staged for name, _, _, staged in rows if name == "backup postgres")
     text = "\n".join(table) + (
         f"\n\nLargest peak: **{max(peak for _, peak, _, _ in rows):.0f} MB** (target: at most 150 MB). "

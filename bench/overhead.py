@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 
-from common import address, alternate, by_hand, median, postgres, postgres_repositories, record, say, sh, workspace
-
 from runner.backup import back_up
 from runner.engine import JobSpec, Mount
+from runner.sources import get as source_named
+
+from common import address, alternate, by_hand, median, postgres, postgres_repositories, record, say, sh, workspace
 
 
 def main() -> None:
@@ -44,7 +45,7 @@ def main() -> None:
             containers.clear()
             space.engine.run = counted_run
             try:
-                [result] = back_up(settings, space.engine, "postgres", destinations)
+                [result] = back_up(settings, space.engine, source_named("postgres"), destinations)
             finally:
                 space.engine.run = engine_run
             sizes.append(result.figures.get("total_bytes_processed", 0))
@@ -56,7 +57,8 @@ def main() -> None:
                     networks=("offsite-bench",))
 
         def by_hand_with_manifest():
-            by_hand_way(dump.replace("-- pg_dumpall", "-- dump-with-manifest --manifest /tmp/manifest.json -- pg_dumpall"))
+            by_hand_way(dump.replace("-- pg_dumpall",
+                                     "-- dump-with-manifest --manifest /tmp/manifest.json -- pg_dumpall"))
 
         times = alternate(args.repetitions, runner=runner_way, by_hand=by_hand_way,
                           by_hand_with_manifest=by_hand_with_manifest)
@@ -64,16 +66,20 @@ def main() -> None:
     say("fixed cost of one job container: the runner's engine against `podman run --rm`")
     job = JobSpec(name="bench-true", argv=("true",))
     fixed = alternate(5, engine=lambda: space.engine.run(job),
-                      podman_run=lambda: sh("podman", "run", "--rm", "--network", "none", "localhost/offsite-backup/tools:latest", "true"))
+                      podman_run=lambda: sh("podman", "run", "--rm", "--network", "none",
+                                            "localhost/offsite-backup/tools:latest", "true"))
     ratio = median(times["runner"]) / median(times["by_hand"])
     text = (
         f"| | median wall time ({args.repetitions} each, alternating) |\n|---|---|\n"
-        f"| runner: `runner exec backup postgres` (network mode, manifest, checks) | {median(times['runner']):.1f} s |\n"
-        f"| by hand: `restic backup --stdin-from-command -- pg_dumpall` in one container | {median(times['by_hand']):.1f} s |\n"
-        f"| by hand, the dump passed through `dump-with-manifest` as the runner does | {median(times['by_hand_with_manifest']):.1f} s |\n\n"
+        "| runner: `runner exec backup postgres` (network mode, manifest, checks) "
+        f"| {median(times['runner']):.1f} s |\n"
+        "| by hand: `restic backup --stdin-from-command -- pg_dumpall` in one container "
+        f"| {median(times['by_hand']):.1f} s |\n"
+        "| by hand, the dump passed through `dump-with-manifest` as the runner does "
+        f"| {median(times['by_hand_with_manifest']):.1f} s |\n\n"
         f"Dump size: {sizes[-1] / 1e9:.2f} GB. Ratio runner / by hand: **{ratio:.2f}** (target: at most 1.10); "
-        f"the manifest's share: {median(times['by_hand_with_manifest']) / median(times['by_hand']):.2f}, the rest of the "
-        f"orchestration: {median(times['runner']) / median(times['by_hand_with_manifest']):.2f}.\n\n"
+        f"the manifest's share: {median(times['by_hand_with_manifest']) / median(times['by_hand']):.2f}, "
+        f"the rest of the orchestration: {median(times['runner']) / median(times['by_hand_with_manifest']):.2f}.\n\n"
         f"Fixed cost of one job container (`true`): {median(fixed['engine']) * 1000:.0f} ms through the runner's "
         f"engine (create, start, follow output, wait, remove), {median(fixed['podman_run']) * 1000:.0f} ms with "
         f"`podman run --rm`. The runner's PostgreSQL backup to one local repository started {len(containers)} job "

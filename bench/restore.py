@@ -13,15 +13,18 @@ import argparse
 import os
 import time
 
-from common import (NETWORK, address, alternate, median, network, pgpass, postgres, private, record, say, sh,
-                    workspace)
-
-from runner import recover, restic
+from runner import restic
 from runner.backup import back_up
 from runner.destinations import configured
 from runner.engine import Mount
-from runner.repositories import init, restic_job
+from runner.inventory import init
+from runner.repository import Repository
+from runner.restoring import RestoreRequest
+from runner.sources import get as source_named
+from runner.sources.postgres.restore import load_dump
 from runner.workspace import job_dir, remove_tree
+
+from common import NETWORK, address, alternate, median, network, pgpass, postgres, private, record, say, sh, workspace
 
 LINK = 10e6  # bytes per second: the NAS link's limit in production
 TARGETS = {"vault": 100e6, "postgres": 1e9, "minio": 10e9}
@@ -52,9 +55,11 @@ def main() -> None:
         containers.append(start("offsite-bench-s3", "localhost/offsite-backup/testbed-s3:latest"))
         containers.append(start("offsite-bench-vault", "localhost/offsite-backup/openbao:latest"))
         time.sleep(3)
-        host_key = sh("podman", "exec", "offsite-bench-nas", "cat", "/etc/ssh/ssh_host_ed25519_key.pub").stdout.split()[:2]
+        host_key = sh("podman", "exec", "offsite-bench-nas", "cat",
+                      "/etc/ssh/ssh_host_ed25519_key.pub").stdout.split()[:2]
         private(base.paths.secrets_dir / "nas-ssh-key", key.read_text(), base)
-        private(base.paths.secrets_dir / "nas-known_hosts", f"{address('offsite-bench-nas')} {' '.join(host_key)}\n", base)
+        private(base.paths.secrets_dir / "nas-known_hosts",
+                f"{address('offsite-bench-nas')} {' '.join(host_key)}\n", base)
         private(base.paths.secrets_dir / "minio-credentials",
                 "[default]\naws_access_key_id = bench\naws_secret_access_key = bench-secret-key\n", base)
         vault_token = fill_vault(f"http://{address('offsite-bench-vault')}:8200")
@@ -74,32 +79,35 @@ def main() -> None:
             destination = configured(settings)[0]
             init(space.engine, [destination], ["vault", "postgres", "minio"])
             for source in ("vault", "postgres", "minio"):
-                [result] = back_up(settings, space.engine, source, [destination])
+                [result] = back_up(settings, space.engine, source_named(source), [destination])
                 if result.status.value != "ok":
                     raise RuntimeError(result.message)
             rows, sizes = [], {}
             for source in ("vault", "postgres", "minio"):
                 say(f"restoring {source}, alternating")
-                access = destination.access(source)
-                snapshot = recover.find_snapshot(space.engine, access, source)
+                repository = Repository(space.engine, destination, destination.access(source))
+                snapshot = repository.find(source)
                 target = root / f"restored-{source}"
+                options = {"vault": {"output": target / "vault.snap"}, "minio": {
+                    "target": target, "endpoint": None, "credentials_file": None, "network": None}}
 
-                def through_runner():
+                def through_runner(source=source, target=target, options=options, repository=repository,
+                                   snapshot=snapshot):
                     remove_tree(target)
-                    if source == "vault":
+                    if source in options:
                         target.mkdir(parents=True)
-                        recover.restore_vault(settings, space.engine, destination, "latest", target / "vault.snap", True)
-                    elif source == "minio":
-                        recover.restore_minio(settings, space.engine, destination, "latest", target, True)
+                        request = RestoreRequest(settings, space.engine, destination, "latest", True, options[source])
+                        source_named(source).restore(request)
                     else:
-                        recover.fetch(settings, space.engine, access, snapshot, target)
+                        repository.restore(snapshot, target)
 
-                def bare():
+                def bare(target=target, repository=repository, snapshot=snapshot):
                     remove_tree(target)
                     job_dir(target, settings)
-                    argv = restic.restore(access.repository, snapshot["id"], "/restore")
-                    job = restic_job(access, "bare-restore", argv, (Mount(target, "/restore", read_only=False),))
-                    mounts = [arg for m in job.mounts for arg in ("-v", f"{m.source}:{m.target}{':ro' if m.read_only else ''}")]
+                    argv = restic.restore(repository.access.repository, snapshot.id, "/restore")
+                    job = repository.job("bare-restore", argv, (Mount(target, "/restore", read_only=False),))
+                    mounts = [arg for m in job.mounts
+                              for arg in ("-v", f"{m.source}:{m.target}{':ro' if m.read_only else ''}")]
                     sh("podman", "run", "--rm", "--user", settings.jobs.user, "--network", NETWORK, *mounts,
                        *[arg for k, v in job.env.items() for arg in ("-e", f"{k}={v}")],
                        "localhost/offsite-backup/tools:latest", *argv)
@@ -190,7 +198,7 @@ def measure_load(space, settings, root) -> float:
                  check=False).returncode != 0:
             time.sleep(0.5)
         started = time.monotonic()
-        ok, said = recover.load_dump(settings, space.engine, dump, address("offsite-bench-fresh"), 5432, "postgres",
+        ok, said = load_dump(settings, space.engine, dump, address("offsite-bench-fresh"), 5432, "postgres",
                                      (NETWORK,))
         if not ok:
             raise RuntimeError(said)

@@ -2,67 +2,46 @@
 
 from __future__ import annotations
 
-import shlex
 from contextlib import nullcontext
 
 from loguru import logger
 
-from runner import restic, sources
-from runner.destinations import Destination, DestinationUnavailable, RepositoryAccess, RepositoryMissing
-from runner.engine import Engine, Mount
-from runner.locking import clear_stale_locks, repository_lock, skipped_message
+from runner.destinations import Destination
+from runner.engine import Engine
 from runner.quota import ledger
-from runner.repositories import failure, restic_job, stored_figures, unavailable
+from runner.repository import Repository, RepositoryError, opened, stored_figures
+from runner.restic import BackupSummary
 from runner.results import RunResult, Status
 from runner.settings import Settings
-from runner.sources import Payload, SourceError
-
-SIDECAR = "/sidecar"
+from runner.sources import Payload, Source, SourceError
 
 
-def back_up(settings: Settings, engine: Engine, source: str, destinations: list[Destination]) -> list[RunResult]:
-    module = sources.get(source)
+def back_up(settings: Settings, engine: Engine, source: Source, destinations: list[Destination]) -> list[RunResult]:
     try:
-        module.preflight(settings, engine)
-        with module.prepare(settings, engine) as payload:
-            return [_to_destination(settings, engine, module, payload, destination) for destination in destinations]
+        source.preflight(settings, engine)
+        with source.prepare(settings, engine) as payload:
+            return [_to_destination(settings, engine, source, payload, destination) for destination in destinations]
     except SourceError as error:
-        logger.error("{}: {}", source, error)
-        return [RunResult(source, d.name, Status.FAILED, f"{source}: {error}") for d in destinations]
+        logger.error("{}: {}", source.NAME, error)
+        return [RunResult(source.NAME, d.name, Status.FAILED, f"{source.NAME}: {error}") for d in destinations]
 
 
-def backup_argv(settings: Settings, repository: restic.Repository, source: str, payload: Payload) -> list[str]:
-    host, tags, retry = settings.restic.host, [source], settings.locks.retry_lock
-    if payload.command:
-        return restic.backup_from_command(repository, payload.command, filename=payload.filename, host=host,
-                                          tags=tags, retry_lock=retry)
-    return restic.backup(repository, payload.paths, host=host, tags=tags, excludes=payload.excludes, retry_lock=retry)
-
-
-def describe(summary: dict, figures: dict) -> str:
-    parts = [f"snapshot {summary.get('snapshot_id', '?')[:8]}",
-             f"{summary.get('total_bytes_processed', 0)} bytes processed",
-             f"{summary.get('data_added_packed', summary.get('data_added', 0))} bytes added"]
+def describe(summary: BackupSummary, figures: dict) -> str:
+    parts = [f"snapshot {summary.snapshot_id[:8]}", f"{summary.bytes_processed} bytes processed",
+             f"{summary.bytes_added} bytes added"]
     parts += [f"{key.replace('_', ' ')} {value}" for key, value in figures.items() if value is not None]
     return ", ".join(parts)
 
 
-def _to_destination(settings: Settings, engine: Engine, module, payload: Payload, destination: Destination) -> RunResult:
-    source = module.NAME
-    with repository_lock(settings, destination.name, source) as held:
-        if not held:
-            return RunResult(source, destination.name, Status.SKIPPED, skipped_message(settings))
-        try:
-            destination.preflight()
-            access = destination.access(source)
-        except (DestinationUnavailable, RepositoryMissing) as error:
-            logger.error("{} -> {}: {}", source, destination.name, error)
-            return unavailable(source, destination, error)
-        deferred = _over_quota(settings, destination, source)
-        if deferred:
-            return deferred
-        clear_stale_locks(settings, engine, access)
-        return _run_backup(settings, engine, module, payload, destination, access)
+def _to_destination(settings: Settings, engine: Engine, source: Source, payload: Payload,
+                    destination: Destination) -> RunResult:
+    try:
+        with opened(settings, engine, destination, source.NAME) as repository:
+            return _over_quota(settings, destination, source.NAME) or _run_backup(source, payload, repository)
+    except RepositoryError as error:
+        log = logger.error if error.status.is_failure else logger.warning
+        log("{} -> {}: {}", source.NAME, destination.name, error)
+        return error.result(source.NAME, destination.name)
 
 
 def _over_quota(settings: Settings, destination: Destination, source: str) -> RunResult | None:
@@ -77,58 +56,32 @@ def _over_quota(settings: Settings, destination: Destination, source: str) -> Ru
     return RunResult(source, destination.name, Status.DEFERRED, message)
 
 
-def _run_backup(settings: Settings, engine: Engine, module, payload: Payload, destination: Destination,
-                access: RepositoryAccess) -> RunResult:
-    source = module.NAME
-    job = restic_job(access, "backup", backup_argv(settings, access.repository, source, payload),
-                     payload.mounts, payload.networks, payload.env)
-    with payload.companion() if payload.companion else nullcontext() as companion:
-        result = engine.run(job)
-    if not result.ok:
-        outcome = failure(engine, destination, access, result)
-        problem = getattr(companion, "problem", "")
-        if problem:
-            outcome.message += f" ({problem})"
-        logger.error("{} -> {}: {}", source, destination.name, outcome.message)
-        return outcome
-
-    summary = restic.parse_output(result.stdout).summary or {}
-    snapshot = summary.get("snapshot_id")
-    added = summary.get("data_added_packed", summary.get("data_added", 0))
-    figures = {**summary, **payload.figures}
+def _run_backup(source: Source, payload: Payload, repository: Repository) -> RunResult:
+    settings, name, destination = repository.settings, source.NAME, repository.destination.name
+    companion = payload.companion() if payload.companion else None
     try:
-        module.verify(settings, payload, summary)
-        sidecar_added, stored = _after_snapshot(settings, engine, access, payload, source, snapshot)
+        with companion or nullcontext():
+            stored = repository.backup(tags=[name], paths=payload.paths, command=payload.command,
+                                       filename=payload.filename, excludes=payload.excludes, mounts=payload.mounts,
+                                       networks=payload.networks, env=payload.env)
+    except RepositoryError as error:
+        if companion is not None and companion.problem:
+            error.message += f" ({companion.problem})"
+        raise
+    summary = stored.summary
+    added = summary.bytes_added
+    figures = {**summary.raw, **payload.figures}
+    try:
+        source.verify(settings, payload, summary)
+        sidecar_added, stats = repository.after_backup(summary.snapshot_id, payload.sidecar, [f"{name}-manifest"])
         added += sidecar_added
-        figures.update(stored)
-    except SourceError as error:
-        logger.error("{} -> {}: {}", source, destination.name, error)
-        return RunResult(source, destination.name, Status.FAILED, f"{source}: {error}", snapshot, result.duration, figures)
+        figures.update(stored_figures(stats) if stats else {})
+    except (SourceError, RepositoryError) as error:
+        logger.error("{} -> {}: {}", name, destination, error)
+        return RunResult(name, destination, Status.FAILED, f"{name}: {error}", summary.snapshot_id, stored.duration,
+                         figures)
     finally:
-        ledger(settings.paths.state_dir).record(destination.name, source, added)
+        ledger(settings.paths.state_dir).record(destination, name, added)
     message = describe(summary, payload.figures)
-    logger.info("{} -> {}: {}", source, destination.name, message)
-    return RunResult(source, destination.name, Status.OK, message, snapshot, result.duration, figures)
-
-
-SIDECAR_FAILED = 86
-
-
-def _after_snapshot(settings: Settings, engine: Engine, access: RepositoryAccess, payload: Payload, source: str,
-                    snapshot: str) -> tuple[int, dict]:
-    """In one job container: back up the sidecar directory (if any) as a second snapshot tagged with
-    the first one's id, then measure the repository. Returns (bytes the sidecar added, figures)."""
-    steps, mounts = [], ()
-    if payload.sidecar:
-        sidecar = restic.backup(access.repository, [SIDECAR], host=settings.restic.host,
-                                tags=[f"{source}-manifest", f"for:{snapshot}"])
-        steps.append(f"{shlex.join(sidecar)} || exit {SIDECAR_FAILED}")
-        mounts = (Mount(payload.sidecar, SIDECAR),)
-    steps.append(f"{shlex.join(restic.stats(access.repository))} || true")
-    result = engine.run(restic_job(access, "after-backup", ["sh", "-c", "; ".join(steps)], mounts))
-    if result.exit_code == SIDECAR_FAILED or result.timed_out:
-        raise SourceError(f"the snapshot {snapshot[:8]} was stored, but its manifest could not be: "
-                          + " ".join(result.output_tail[-2:]))
-    said = restic.parse_output(result.stdout)
-    measured = next((d for d in said.documents if isinstance(d, dict) and "total_size" in d), {})
-    return (said.summary or {}).get("data_added_packed", 0) if payload.sidecar else 0, stored_figures(measured)
+    logger.info("{} -> {}: {}", name, destination, message)
+    return RunResult(name, destination, Status.OK, message, summary.snapshot_id, stored.duration, figures)

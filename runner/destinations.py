@@ -14,9 +14,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from runner import rclone, restic
-from runner.engine import JobSpec, Mount
-from runner.secretfiles import SecretFileError, check_secret_file
-from runner.settings import GDriveDestination, LocalDestination, NasDestination, Settings
+from runner.engine import Engine, JobSpec, Mount
+from runner.secrets.files import (
+    SecretFile,
+    SecretFileError,
+    check_secret_file,
+    kv_value,
+)
+from runner.settings import (
+    GDriveDestination,
+    LocalDestination,
+    NasDestination,
+    Settings,
+)
 from runner.workspace import job_dir, write_atomically
 
 SECRETS = "/run/secrets"
@@ -74,7 +84,11 @@ class Destination:
     def preflight(self) -> None:
         """Raise DestinationUnavailable when the destination cannot be used now."""
 
-    def diagnose(self, engine, access: RepositoryAccess) -> str:
+    def secret_files(self) -> list[SecretFile]:
+        """The files, besides the repository passwords, that Vault Agent renders for this destination."""
+        return []
+
+    def diagnose(self, engine: Engine, access: RepositoryAccess) -> str:
         """After restic failed to open the repository: what the transport itself says, if anything."""
         return ""
 
@@ -88,7 +102,8 @@ class Destination:
         limit = max(1, self.config.bandwidth_limit // 1024) if self.config.bandwidth_limit else None
         cache = job_dir(self.settings.paths.cache_dir / "restic", self.settings)
         repository = restic.Repository(location, PASSWORD, cache_dir=CACHE, options=options,
-                                       limit_upload_kib=limit, limit_download_kib=limit)
+                                       limit_upload_kib=limit, limit_download_kib=limit,
+                                       compression=self.settings.restic.compression)
         return RepositoryAccess(
             destination=self.name, source=source, location=self.describe(source), repository=repository,
             mounts=(Mount(password, PASSWORD), Mount(cache, CACHE, read_only=False), *mounts),
@@ -150,6 +165,13 @@ class Nas(Destination):
             raise DestinationUnavailable(str(error)) from None
         wait_for_ssh(self.name, self.config.host, self.config.port, self.config.connect_timeout)
 
+    def secret_files(self) -> list[SecretFile]:
+        kv_path = f"nas/{self.name}"
+        return [SecretFile(self.key_file, kv_path, ("private_key",), kv_value("private_key") + "\n",
+                           f"SSH private key for {self.name}"),
+                SecretFile(self.known_hosts_file, kv_path, ("known_hosts",), kv_value("known_hosts") + "\n",
+                           f"pinned host key of {self.name}")]
+
     def ssh_command(self) -> str:
         c = self.config
         options = {
@@ -161,7 +183,7 @@ class Nas(Destination):
         flags = " ".join(f"-o {key}={value}" for key, value in options.items())
         return f"ssh -F /dev/null -i {self.KEY} {flags} -p {c.port} {c.user}@{c.host} -s sftp"
 
-    def diagnose(self, engine, access: RepositoryAccess) -> str:
+    def diagnose(self, engine: Engine, access: RepositoryAccess) -> str:
         # restic may exit before relaying ssh's own message ("Host key verification failed.");
         # ssh run on its own says reliably why the session could not start.
         probe = engine.run(JobSpec(name=f"ssh-probe-{self.name}", argv=tuple(shlex.split(self.ssh_command())),
@@ -199,11 +221,16 @@ class GDrive(Destination):
             raise DestinationUnavailable(str(error)) from None
         except (ValueError, UnicodeDecodeError) as error:
             raise DestinationUnavailable(f"service-account file {path} of {self.name} is not JSON: {error}") from None
-        missing = [k for k in ("type", "client_email", "private_key") if not isinstance(document, dict) or k not in document]
+        missing = [k for k in ("type", "client_email", "private_key")
+                   if not isinstance(document, dict) or k not in document]
         if missing or document.get("type") != "service_account":
             raise DestinationUnavailable(
                 f"service-account file {path} of {self.name} is not a service-account key "
                 f"(missing or wrong: {', '.join(missing) or 'type'})")
+
+    def secret_files(self) -> list[SecretFile]:
+        return [SecretFile(self.service_account_file, f"gdrive/{self.name}", ("service_account_json",),
+                           kv_value("service_account_json"), f"Google service-account key for {self.name}")]
 
     def rclone_remote(self) -> tuple[dict[str, str], tuple[Mount, ...]]:
         """The remote's options and the files it needs mounted."""
@@ -246,6 +273,7 @@ def wait_for_ssh(name: str, host: str, port: int, timeout: float) -> None:
     except TimeoutError:
         raise DestinationUnavailable(f"{name}: NAS {host} port {port} did not answer within {timeout} s") from None
     except OSError as error:
-        raise DestinationUnavailable(f"{name}: cannot reach NAS {host} port {port}: {error.strerror or error}") from None
+        raise DestinationUnavailable(
+            f"{name}: cannot reach NAS {host} port {port}: {error.strerror or error}") from None
     if not greeting.startswith(b"SSH-"):
         raise DestinationUnavailable(f"{name}: {host} port {port} answers, but not as an SSH server")

@@ -15,8 +15,9 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import podman
 import requests
@@ -122,7 +123,7 @@ def check_no_secrets(spec: JobSpec) -> None:
 
 
 def container_name(job: str) -> str:
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%d%H%M%S")
+    stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
     return f"{NAME_PREFIX}{job}-{stamp}-{secrets.token_hex(3)}"
 
 
@@ -132,7 +133,8 @@ def instance(settings: Settings) -> str:
 
 
 def labels(settings: Settings, job: str, deadline: float) -> dict[str, str]:
-    return {MANAGED_LABEL: "true", JOB_LABEL: job, DEADLINE_LABEL: str(int(deadline)), INSTANCE_LABEL: instance(settings)}
+    return {MANAGED_LABEL: "true", JOB_LABEL: job, DEADLINE_LABEL: str(int(deadline)),
+            INSTANCE_LABEL: instance(settings)}
 
 
 def container_options(spec: JobSpec, settings: Settings, name: str, deadline: float) -> dict:
@@ -213,12 +215,14 @@ class Engine:
         try:
             container = self.client.containers.create(**options)
         except APIError as error:
-            raise JobError(f"job {spec.name}: Podman refused to create the container: {error.explanation or error}") from None
+            raise JobError(f"job {spec.name}: Podman refused to create the container: "
+                           f"{error.explanation or error}") from None
         try:
             try:
                 container.start()
             except APIError as error:
-                raise JobError(f"job {spec.name}: Podman could not start the container: {error.explanation or error}") from None
+                raise JobError(f"job {spec.name}: Podman could not start the container: "
+                               f"{error.explanation or error}") from None
             readers = _OutputReaders(container, spec.name, self.settings.log.job_output, spec.progress)
             exit_code, timed_out = self._wait(container, timeout)
             readers.join()
@@ -266,18 +270,23 @@ class Engine:
         """Run argv inside a running service container. stdout goes to on_stdout (chunks) when
         given, else it is kept; stderr is logged and its tail kept."""
         container = self.client.containers.get(name)
-        body = {"AttachStdout": True, "AttachStderr": True, "Cmd": list(argv), "Tty": False}
+        client = container.client
+        assert client is not None  # a container fetched from the API carries its client
+        body: dict[str, object] = {"AttachStdout": True, "AttachStderr": True, "Cmd": list(argv), "Tty": False}
         if user:
             body["User"] = user
         logger.info("exec in {}: {}", name, logs.format_command(argv))
-        created = container.client.post(f"/containers/{name}/exec", data=json.dumps(body))
+        created = client.post(f"/containers/{name}/exec", data=json.dumps(body))
         created.raise_for_status()
         exec_id = created.json()["Id"]
-        started = container.client.post(f"/exec/{exec_id}/start", data=json.dumps({"Detach": False, "Tty": False}),
-                                        stream=True)
+        started = client.post(f"/exec/{exec_id}/start", data=json.dumps({"Detach": False, "Tty": False}),
+                              stream=True)
         started.raise_for_status()
-        kept, stderr_tail, pending = [], deque(maxlen=TAIL_LINES), b""
+        kept: list[bytes] = []
+        stderr_tail: deque[str] = deque(maxlen=TAIL_LINES)
+        pending = b""
         for out, err in api.stream_frames(started, demux=True):
+            assert isinstance(out, bytes | None) and isinstance(err, bytes | None)  # demux=True: (stdout, stderr)
             if out:
                 if on_stdout:
                     on_stdout(out)
@@ -292,7 +301,7 @@ class Engine:
                     stderr_tail.append(text)
         if pending:
             stderr_tail.append(pending.decode("utf-8", "replace"))
-        inspected = container.client.get(f"/exec/{exec_id}/json")
+        inspected = client.get(f"/exec/{exec_id}/json")
         inspected.raise_for_status()
         return ExecResult(inspected.json().get("ExitCode"), b"".join(kept), list(stderr_tail))
 
@@ -355,7 +364,7 @@ class Engine:
         if not self.image_exists(image):
             raise JobError(f"image {image} not found (pull or build it first)")
         name = container_name(purpose)
-        options = {
+        options: dict[str, Any] = {
             "image": image, "name": name, "environment": dict(env or {}), "no_new_privileges": True,
             "network_mode": "bridge", "networks": {network: {}}, "log_config": {"Type": "k8s-file"},
             "labels": labels(self.settings, purpose, time.time() + timeout),

@@ -43,7 +43,8 @@ class Recipe:
     prepare: Callable[[Path, Settings], None] | None = None  # adds generated files to the context
 
 
-def podman(*args: str, timeout: int = 120, check: bool = True, input: bytes | None = None) -> subprocess.CompletedProcess:
+def podman(*args: str, timeout: int = 120, check: bool = True,
+           input: bytes | None = None) -> subprocess.CompletedProcess:
     try:
         result = subprocess.run(["podman", *args], capture_output=True, timeout=timeout, input=input)
     except FileNotFoundError:
@@ -111,7 +112,8 @@ def bootstrap_base(tag: str, suite: str, mirror: str) -> None:
     if not shutil.which("debootstrap"):
         raise ImageBuildError("no registry answers and debootstrap is not installed (scripts/setup-host installs it)")
     if os.geteuid() != 0:
-        raise ImageBuildError("building the base image with debootstrap needs root (run `runner images build` as root once)")
+        raise ImageBuildError("building the base image with debootstrap needs root "
+                              "(run `runner images build` as root once)")
     logger.info("building base image {} from {} ({}) with debootstrap", tag, mirror, suite)
     with tempfile.TemporaryDirectory(prefix="offsite-backup-rootfs-") as rootfs:
         result = subprocess.run(["debootstrap", "--variant=minbase", suite, rootfs, mirror],
@@ -178,7 +180,8 @@ def context_dir(name: str) -> Path:
 
 
 def testbed_names() -> list[str]:
-    return sorted(TESTBED_PREFIX + d.name for d in (IMAGES_DIR / "testbed").iterdir() if (d / "Containerfile").is_file())
+    return sorted(TESTBED_PREFIX + d.name for d in (IMAGES_DIR / "testbed").iterdir()
+                  if (d / "Containerfile").is_file())
 
 
 def testbed_tag(name: str) -> str:
@@ -210,7 +213,8 @@ def build(settings: Settings, names: Iterable[str] | None = None, force: bool = 
     wanted = {r.name for r in known} if names and "all" in names else set(names or DEFAULT_IMAGES)
     unknown = wanted - {r.name for r in known}
     if unknown:
-        raise ImageBuildError(f"no image named {', '.join(sorted(unknown))} (known: {', '.join(r.name for r in known)})")
+        raise ImageBuildError(f"no image named {', '.join(sorted(unknown))} "
+                              f"(known: {', '.join(r.name for r in known)})")
     selected = [r for r in known if r.name in wanted]
     base = ensure_base(settings)
     base_id = image_id(base)

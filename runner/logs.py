@@ -49,9 +49,9 @@ def setup(level: str = "INFO", format: str = "text") -> None:
     """Log to stderr (which systemd sends to the journal): readable lines, or one JSON object per line."""
     logger.remove()
     logger.configure(patcher=_mask_record)
-    options = {"level": level, "backtrace": False, "diagnose": False}  # diagnose would print local variables
+    # diagnose would print local variables
     if format == "json":
-        logger.add(sys.stderr, serialize=True, **options)
+        logger.add(sys.stderr, serialize=True, level=level, backtrace=False, diagnose=False)
     else:
-        logger.add(sys.stderr, colorize=None, **options,
+        logger.add(sys.stderr, colorize=None, level=level, backtrace=False, diagnose=False,
                    format="<green>{time:YYYY-MM-DD HH:mm:ss}</green> <level>{level: <7}</level> {message}")

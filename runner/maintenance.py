@@ -13,11 +13,9 @@ from datetime import date
 
 from loguru import logger
 
-from runner import restic
-from runner.destinations import Destination, DestinationUnavailable, RepositoryAccess, RepositoryMissing
+from runner.destinations import Destination
 from runner.engine import Engine
-from runner.locking import clear_stale_locks, repository_lock, skipped_message
-from runner.repositories import failure, restic_job, storage, unavailable
+from runner.repository import Repository, RepositoryError, opened
 from runner.results import RunResult, Status
 from runner.settings import Settings
 
@@ -41,90 +39,62 @@ def rotating_subset(settings: Settings, today: date | None = None) -> str:
 def maintain(settings: Settings, engine: Engine, destination: Destination, source: str, *, prune: bool,
              subset: str) -> Outcome:
     outcome = Outcome()
-    kinds = ("check", "prune") if prune else ("check",)
-    with repository_lock(settings, destination.name, source) as held:
-        if not held:
-            outcome.runs += [(kind, RunResult(source, destination.name, Status.SKIPPED, skipped_message(settings)))
-                             for kind in kinds]
-            return outcome
-        try:
-            destination.preflight()
-            access = destination.access(source)
-        except (DestinationUnavailable, RepositoryMissing) as error:
-            outcome.runs += [(kind, unavailable(source, destination, error)) for kind in kinds]
-            return outcome
-        clear_stale_locks(settings, engine, access)
-        checked = check(settings, engine, destination, access, subset)
-        outcome.runs.append(("check", checked))
-        if prune:
-            if checked.status is Status.OK:
-                outcome.runs.append(("prune", forget_and_prune(settings, engine, destination, access)))
-            else:
-                outcome.runs.append(("prune", RunResult(
-                    source, destination.name, checked.status,
-                    "nothing forgotten or pruned: the repository check did not pass")))
+    kinds = ["check", "prune"] if prune else ["check"]
+    try:
+        with opened(settings, engine, destination, source) as repository:
+            checked = check(repository, subset)
+            outcome.runs.append(("check", checked))
+            kinds.remove("check")
+            if prune:
+                outcome.runs.append(("prune", forget_and_prune(repository) if checked.status is Status.OK else
+                                     RunResult(source, destination.name, checked.status,
+                                               "nothing forgotten or pruned: the repository check did not pass")))
+    except RepositoryError as error:
+        outcome.runs += [(kind, error.result(source, destination.name)) for kind in kinds]
     return outcome
 
 
-def check(settings: Settings, engine: Engine, destination: Destination, access: RepositoryAccess,
-          subset: str) -> RunResult:
-    result = engine.run(restic_job(access, "check", restic.check(access.repository, subset, settings.locks.retry_lock)))
-    if result.ok:
-        return RunResult(access.source, access.destination, Status.OK, f"check passed (data read: {subset})",
-                         duration=result.duration, figures={"read_data_subset": subset})
-    if result.timed_out or restic.outcome(result.exit_code) in (restic.Outcome.LOCKED, restic.Outcome.WRONG_PASSWORD,
-                                                                 restic.Outcome.REPOSITORY_MISSING):
-        return failure(engine, destination, access, result)
-    problems = [line for line in result.output_tail if line.strip() and not line.startswith("{")][-6:]
-    message = f"{access.location}: the repository check found errors (data read: {subset}): " + " | ".join(problems)
+def check(repository: Repository, subset: str) -> RunResult:
+    source, destination = repository.source, repository.destination.name
+    try:
+        checked = repository.check(subset)
+    except RepositoryError as error:
+        return error.result(source, destination)
+    figures = {"read_data_subset": subset}
+    if checked.passed:
+        return RunResult(source, destination, Status.OK, f"check passed (data read: {subset})",
+                         duration=checked.duration, figures=figures)
+    message = (f"{repository.location}: the repository check found errors (data read: {subset}): "
+               + " | ".join(checked.problems))
     logger.error(message)
-    return RunResult(access.source, access.destination, Status.CHECK_FAILED, message, duration=result.duration,
-                     figures={"read_data_subset": subset})
+    return RunResult(source, destination, Status.CHECK_FAILED, message, duration=checked.duration, figures=figures)
 
 
-def _snapshots(engine: Engine, access: RepositoryAccess, tag: str) -> list[dict] | None:
-    listing = engine.run(restic_job(access, "snapshots", restic.snapshots(access.repository, tags=[tag])))
-    if not listing.ok:
-        return None
-    documents = restic.parse_output(listing.stdout).documents
-    return documents[0] if documents and isinstance(documents[0], list) else []
-
-
-def forget_and_prune(settings: Settings, engine: Engine, destination: Destination, access: RepositoryAccess) -> RunResult:
-    source, retention, retry = access.source, settings.retention, settings.locks.retry_lock
-    snapshots = _snapshots(engine, access, source)
-    if snapshots is None:
-        return RunResult(source, destination.name, Status.FAILED, f"{access.location}: cannot list the snapshots")
-    if len(snapshots) < retention.minimum_snapshots:
-        message = (f"nothing forgotten: only {len(snapshots)} snapshot(s), and at least "
-                   f"{retention.minimum_snapshots} are always kept")
-        logger.info("{} on {}: {}", source, destination.name, message)
-        return RunResult(source, destination.name, Status.OK, message, figures=storage(engine, access))
-    forgot = engine.run(restic_job(access, "forget", restic.forget(
-        access.repository, daily=retention.keep_daily, monthly=retention.keep_monthly, yearly=retention.keep_yearly,
-        tags=[source], retry_lock=retry)))
-    if not forgot.ok:
-        return failure(engine, destination, access, forgot)
-    removed = [snapshot for group in _groups(forgot) for snapshot in group.get("remove") or []]
-    for snapshot in removed:
-        logger.info("forgot snapshot {} of {} taken {} on {}", snapshot["id"][:8], source, snapshot["time"][:19],
-                    destination.name)
-    kept_ids = {s["id"] for group in _groups(forgot) for s in group.get("keep") or []}
-    orphans = [s["id"] for s in _snapshots(engine, access, f"{source}-manifest") or []
-               if not any(tag.removeprefix("for:") in kept_ids for tag in s.get("tags", []) if tag.startswith("for:"))]
-    if orphans:
-        engine.run(restic_job(access, "forget-manifests", restic.forget_ids(access.repository, orphans, retry)))
-    pruned = engine.run(restic_job(access, "prune", restic.prune(access.repository, retry)))
-    if not pruned.ok:
-        return failure(engine, destination, access, pruned)
-    figures = storage(engine, access)
-    message = (f"{len(removed)} snapshot(s) forgotten, {len(kept_ids)} kept; repository {figures.get('repository_bytes')} "
-               f"bytes, deduplication {figures.get('deduplication_ratio')}:1")
-    logger.info("{} on {}: {}", source, destination.name, message)
-    return RunResult(source, destination.name, Status.OK, message, figures=figures,
-                     removed=[{"id": s["id"], "time": s["time"]} for s in removed])
-
-
-def _groups(result) -> list[dict]:
-    documents = restic.parse_output(result.stdout).documents
-    return documents[0] if documents and isinstance(documents[0], list) else []
+def forget_and_prune(repository: Repository) -> RunResult:
+    source, destination = repository.source, repository.destination.name
+    retention = repository.settings.retention
+    try:
+        snapshots = repository.snapshots(source)
+        if len(snapshots) < retention.minimum_snapshots:
+            message = (f"nothing forgotten: only {len(snapshots)} snapshot(s), and at least "
+                       f"{retention.minimum_snapshots} are always kept")
+            logger.info("{} on {}: {}", source, destination, message)
+            return RunResult(source, destination, Status.OK, message, figures=repository.storage())
+        forgotten = repository.forget(retention, source)
+        for snapshot in forgotten.removed:
+            logger.info("forgot snapshot {} of {} taken {} on {}", snapshot.short_id, source, snapshot.time[:19],
+                        destination)
+        kept = {snapshot.id for snapshot in forgotten.kept}
+        orphans = [manifest.id for manifest in repository.snapshots(f"{source}-manifest")
+                   if manifest.tag_value("for:") not in kept]
+        if orphans:
+            repository.forget_ids(orphans)
+        repository.prune()
+        figures = repository.storage()
+    except RepositoryError as error:
+        return error.result(source, destination)
+    message = (f"{len(forgotten.removed)} snapshot(s) forgotten, {len(kept)} kept; repository "
+               f"{figures.get('repository_bytes')} bytes, deduplication {figures.get('deduplication_ratio')}:1")
+    logger.info("{} on {}: {}", source, destination, message)
+    return RunResult(source, destination, Status.OK, message, figures=figures,
+                     removed=[{"id": s.id, "time": s.time} for s in forgotten.removed])

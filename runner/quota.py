@@ -11,7 +11,7 @@ import fcntl
 import json
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from runner.workspace import write_atomically
@@ -20,7 +20,7 @@ KEEP_DAYS = 35
 
 
 def today() -> str:
-    return datetime.now(timezone.utc).date().isoformat()
+    return datetime.now(UTC).date().isoformat()
 
 
 @dataclass(frozen=True)
@@ -64,10 +64,10 @@ class UploadLedger:
 
     def record(self, destination: str, source: str, nbytes: int) -> None:
         with self._locked():
-            oldest = (datetime.now(timezone.utc) - timedelta(days=KEEP_DAYS)).date().isoformat()
+            oldest = (datetime.now(UTC) - timedelta(days=KEEP_DAYS)).date().isoformat()
             entries = [e for e in self._entries() if e["day"] >= oldest]
             entries.append({"day": today(), "destination": destination, "source": source, "bytes": int(nbytes),
-                            "at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+                            "at": datetime.now(UTC).isoformat(timespec="seconds")})
             write_atomically(self.path, json.dumps({"version": 1, "uploads": entries}, indent=1), mode=0o600)
 
 

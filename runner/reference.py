@@ -10,7 +10,7 @@ from pathlib import Path
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from runner.settings import DestinationConfig, Settings, parse_duration, parse_size
+from runner.settings import DestinationConfig, Settings, SourceSettings, parse_duration, parse_size
 
 HEADER = """# Configuration reference
 
@@ -56,13 +56,15 @@ def _default(field) -> str:
     return f"`{value}`"
 
 
-def _table(model: type[BaseModel], prefix: str) -> list[str]:
+def _table(model: object, prefix: str) -> list[str]:
+    assert isinstance(model, type) and issubclass(model, BaseModel), model
     rows = ["| setting | type | default | meaning |", "|---|---|---|---|"]
     for name, field in model.model_fields.items():
         if name == "kind":
             continue
         description = (field.description or "").replace("|", "\\|").replace("\n", " ")
-        rows.append(f"| `{prefix}{name}` | {_type(field.annotation, field.metadata)} | {_default(field)} | {description} |")
+        rows.append(f"| `{prefix}{name}` | {_type(field.annotation, field.metadata)} | {_default(field)} "
+                    f"| {description} |")
     return rows
 
 
@@ -77,7 +79,7 @@ def render() -> str:
                 out += [f"### `kind = \"{tag}\"`", "", kind.model_fields["kind"].description or "", "",
                         *_table(kind, ""), ""]
         elif name == "sources":
-            for source, source_field in annotation.model_fields.items():
+            for source, source_field in SourceSettings.model_fields.items():
                 out += [f"## `[sources.{source}]`", "", source_field.description or "", "",
                         *_table(source_field.annotation, ""), ""]
         else:

@@ -1,14 +1,18 @@
 """restic as data: pure functions that build argv, parse `--json` output and explain exit codes.
 
 Secrets never enter argv: the repository password is always a file (`--password-file`).
-Nothing here runs restic; the engine runs the argv in a job container.
+Nothing here runs restic: the repository handle (runner/repository.py) runs the argv in a job
+container and hands the output to the parsers below. A parser that does not find what restic
+documents raises OutputError; it never answers with an empty list.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
@@ -107,7 +111,8 @@ def backup_from_command(repo: Repository, command: Sequence[str], *, filename: s
             "--stdin-filename", filename, "--stdin-from-command", "--", *command]
 
 
-def snapshots(repo: Repository, *, host: str | None = None, tags: Iterable[str] = (), latest: int | None = None) -> list[str]:
+def snapshots(repo: Repository, *, host: str | None = None, tags: Iterable[str] = (),
+              latest: int | None = None) -> list[str]:
     args = ["restic", *global_args(repo), "snapshots", *_tags(tags)]
     if host:
         args += ["--host", host]
@@ -116,9 +121,17 @@ def snapshots(repo: Repository, *, host: str | None = None, tags: Iterable[str] 
     return args
 
 
-def restore(repo: Repository, snapshot: str, target: str, *, includes: Iterable[str] = ()) -> list[str]:
+def restore(repo: Repository, snapshot: str, target: str, *, includes: Iterable[str] = (),
+            verify: bool = False) -> list[str]:
+    """Restore a snapshot; with `verify`, restic reads the restored files back and checks their content."""
     include_args = [arg for pattern in includes for arg in ("--include", pattern)]
-    return ["restic", *global_args(repo), "restore", snapshot, "--target", target, *include_args]
+    return ["restic", *global_args(repo), "restore", snapshot, "--target", target, *include_args,
+            *(["--verify"] if verify else [])]
+
+
+def ls(repo: Repository, snapshot: str) -> list[str]:
+    """Every node of a snapshot, one JSON object per line after the snapshot's own."""
+    return ["restic", *global_args(repo), "--no-lock", "ls", snapshot]
 
 
 def stats(repo: Repository, mode: str = "raw-data") -> list[str]:
@@ -209,3 +222,215 @@ def parse_output(lines: Iterable[str]) -> Output:
         else:
             output.documents.append(value)
     return output
+
+
+# Typed results --------------------------------------------------------------------------------
+
+
+class OutputError(ValueError):
+    """restic's output is not what restic documents for the command (so nothing can be concluded)."""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    id: str
+    time: str  # as restic writes it: RFC 3339 with nanoseconds
+    tags: tuple[str, ...] = ()
+    paths: tuple[str, ...] = ()
+    hostname: str = ""
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:8]
+
+    def tag_value(self, prefix: str) -> str | None:
+        """The rest of the first tag starting with `prefix` ('for:' -> the id a manifest belongs to)."""
+        return next((tag.removeprefix(prefix) for tag in self.tags if tag.startswith(prefix)), None)
+
+
+@dataclass(frozen=True)
+class BackupSummary:
+    snapshot_id: str
+    files_processed: int
+    bytes_processed: int
+    bytes_added: int  # after compression, as stored
+    raw: dict[str, Any]  # restic's whole summary, kept as the run's figures
+
+
+@dataclass(frozen=True)
+class Stats:
+    total_size: int  # raw-data: bytes stored; restore-size: bytes a restore of every snapshot writes
+    snapshots: int
+    uncompressed_size: int | None = None
+    compression_ratio: float | None = None
+    compression_space_saving: float | None = None
+
+
+@dataclass(frozen=True)
+class ForgetGroup:
+    keep: tuple[Snapshot, ...]
+    remove: tuple[Snapshot, ...]
+
+
+@dataclass(frozen=True)
+class CheckReport:
+    errors: int  # how many errors restic check counted
+    broken_packs: tuple[str, ...]
+    messages: tuple[str, ...]  # restic's error messages, first line each
+
+
+@dataclass(frozen=True)
+class Node:
+    path: str
+    type: str  # "file", "dir", "symlink", ...
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class Lock:
+    id: str
+    time: datetime
+    hostname: str
+    pid: int
+    exclusive: bool
+
+    def age(self) -> float:
+        return (datetime.now(UTC) - self.time).total_seconds()
+
+
+def _json_values(lines: Iterable[str]) -> list[Any]:
+    """Every JSON value of the output except progress messages; a line that is not JSON is an error."""
+    values = []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            raise OutputError(f"not JSON: {line.strip()[:200]!r}") from None
+        if isinstance(value, dict) and value.get("message_type") in ("status", "verbose_status"):
+            continue
+        values.append(value)
+    return values
+
+
+def _require(document: Any, keys: dict[str, type | tuple[type, ...]], what: str) -> dict[str, Any]:
+    if not isinstance(document, dict):
+        raise OutputError(f"{what}: expected a JSON object, got {type(document).__name__}")
+    for key, kind in keys.items():
+        if not isinstance(document.get(key), kind) or isinstance(document.get(key), bool):
+            raise OutputError(f"{what}: {key!r} missing or not {getattr(kind, '__name__', kind)}")
+    return document
+
+
+def _snapshot(document: Any) -> Snapshot:
+    data = _require(document, {"id": str, "time": str}, "snapshot")
+    return Snapshot(data["id"], data["time"], tuple(data.get("tags") or ()), tuple(data.get("paths") or ()),
+                    data.get("hostname", ""))
+
+
+def parse_snapshots(lines: Iterable[str]) -> list[Snapshot]:
+    """`restic snapshots --json`: exactly one JSON list (`[]` when there are none)."""
+    values = _json_values(lines)
+    if len(values) != 1 or not isinstance(values[0], list):
+        raise OutputError(f"snapshots: expected one JSON list, got {len(values)} value(s)")
+    return [_snapshot(item) for item in values[0]]
+
+
+def parse_backup(lines: Iterable[str]) -> BackupSummary:
+    """`restic backup --json`: the summary message, which names the new snapshot."""
+    summaries = [v for v in _json_values(lines) if isinstance(v, dict) and v.get("message_type") == "summary"]
+    if len(summaries) != 1:
+        raise OutputError(f"backup: expected one summary, got {len(summaries)}")
+    data = _require(summaries[0], {"snapshot_id": str, "total_files_processed": int, "total_bytes_processed": int,
+                                   "data_added": int}, "backup summary")
+    return BackupSummary(data["snapshot_id"], data["total_files_processed"], data["total_bytes_processed"],
+                         data.get("data_added_packed", data["data_added"]), data)
+
+
+def parse_stats(lines: Iterable[str]) -> Stats:
+    """`restic stats --json`: one object (other messages, e.g. a backup summary before it, are passed over)."""
+    found = [v for v in _json_values(lines) if isinstance(v, dict) and "total_size" in v and "message_type" not in v]
+    if len(found) != 1:
+        raise OutputError(f"stats: expected one statistics object, got {len(found)}")
+    data = _require(found[0], {"total_size": int, "snapshots_count": int}, "stats")
+    number = (int, float)
+    optional = {key: data[key] for key in ("total_uncompressed_size", "compression_ratio", "compression_space_saving")
+                if isinstance(data.get(key), number)}
+    return Stats(data["total_size"], data["snapshots_count"], optional.get("total_uncompressed_size"),
+                 optional.get("compression_ratio"), optional.get("compression_space_saving"))
+
+
+def parse_forget(lines: Iterable[str]) -> list[ForgetGroup]:
+    """`restic forget --json`: one list of groups, each with the snapshots kept and removed."""
+    values = _json_values(lines)
+    if len(values) != 1 or not isinstance(values[0], list):
+        raise OutputError(f"forget: expected one JSON list, got {len(values)} value(s)")
+    groups = []
+    for group in values[0]:
+        if not isinstance(group, dict) or not isinstance(group.get("keep") or [], list) \
+                or not isinstance(group.get("remove") or [], list):
+            raise OutputError("forget: a group without keep/remove lists")
+        groups.append(ForgetGroup(tuple(map(_snapshot, group.get("keep") or [])),
+                                  tuple(map(_snapshot, group.get("remove") or []))))
+    return groups
+
+
+def parse_check(lines: Iterable[str]) -> CheckReport:
+    """`restic check --json`: error messages, then a summary counting the errors."""
+    values = [v for v in _json_values(lines) if isinstance(v, dict)]
+    summaries = [v for v in values if v.get("message_type") == "summary"]
+    if len(summaries) != 1:
+        raise OutputError(f"check: expected one summary, got {len(summaries)}")
+    summary = _require(summaries[0], {"num_errors": int}, "check summary")
+    messages = tuple(str(v.get("message", "")).strip().splitlines()[0] for v in values
+                     if v.get("message_type") == "error" and str(v.get("message", "")).strip())
+    return CheckReport(summary["num_errors"], tuple(summary.get("broken_packs") or ()), messages)
+
+
+def parse_ls(lines: Iterable[str]) -> list[Node]:
+    """`restic ls --json`: the snapshot's own line, then one line per node."""
+    values = _json_values(lines)
+    if not values or not isinstance(values[0], dict) or "tree" not in values[0]:
+        raise OutputError("ls: the listing does not start with its snapshot")
+    nodes = []
+    for value in values[1:]:
+        data = _require(value, {"path": str, "type": str}, "ls node")
+        nodes.append(Node(data["path"], data["type"], data.get("size")))
+    return nodes
+
+
+def parse_locks(lines: Iterable[str]) -> list[Lock]:
+    """The output of locks_report(): `lock <id>` lines, each followed by that lock's JSON."""
+    locks: list[Lock] = []
+    current: str | None = None
+    body: list[str] = []
+    for line in [*lines, "lock -"]:
+        if line.startswith("lock "):
+            if current and body:
+                try:
+                    data = _require(json.loads("\n".join(body)), {"time": str}, f"lock {current}")
+                    locks.append(Lock(current, _parse_time(data["time"]), data.get("hostname", ""),
+                                      int(data.get("pid", 0)), bool(data.get("exclusive"))))
+                except (json.JSONDecodeError, ValueError) as error:
+                    raise OutputError(f"lock {current}: {error}") from None
+            current, body = line.split(None, 1)[1].strip(), []
+        elif line.strip():
+            if current is None:
+                raise OutputError(f"locks: unexpected line {line.strip()[:200]!r}")
+            body.append(line)
+    return locks
+
+
+def _parse_time(value: str) -> datetime:
+    # restic writes nanoseconds; Python takes microseconds
+    return datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", value).replace("Z", "+00:00"))
+
+
+def restore_progress(line: str) -> str | None:
+    """A restore's JSON status line as a short progress message (None for any other line)."""
+    if '"message_type":"status"' not in line:
+        return None
+    status = json.loads(line)
+    done, total = status.get("bytes_restored", 0), status.get("total_bytes", 0)
+    return f"{status.get('percent_done', 0) * 100:.0f}% restored ({done} of {total} bytes)"

@@ -9,16 +9,16 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from runner import logs, restic
-from runner.engine import Engine, JobResult, JobSpec, Mount
-from runner.settings import Settings
+from runner import logs
+from runner.destinations import Local
+from runner.engine import Engine, Mount
+from runner.repository import Repository, RepositoryError
+from runner.restic import Snapshot
+from runner.settings import LocalDestination, Settings
 from runner.workspace import hand_to_job_user, job_dir, remove_tree
 
-HOST = "selftest"
-REPO = "/repo"
+NAME = "selftest"
 DATA = "/data"
-PASSWORD = "/run/secrets/restic-password"
-CACHE = "/cache"
 
 
 class SelftestFailed(Exception):
@@ -31,7 +31,7 @@ class Report:
     snapshot_id: str
     files: int
     bytes: int
-    snapshots: list[dict] = field(default_factory=list)
+    snapshots: list[Snapshot] = field(default_factory=list)
 
 
 def write_sample(directory: Path) -> None:
@@ -87,50 +87,34 @@ class Selftest:
             temporary.rename(self.password_file)
         logs.register_secret(self.password_file.read_text())
 
-    def _run(self, name: str, argv: list[str], *extra: Mount) -> JobResult:
-        mounts = (
-            Mount(self.repository, REPO, read_only=False),
-            Mount(self.password_file, PASSWORD),
-            Mount(job_dir(self.settings.paths.cache_dir / "restic", self.settings), CACHE, read_only=False),
-            *extra,
-        )
-        result = self.engine.run(JobSpec(name=f"selftest-{name}", argv=tuple(argv), mounts=mounts))
-        if not result.ok:
-            detail = restic.parse_output(result.stdout).exit_error or result.describe()
-            raise SelftestFailed(f"{name}: {restic.explain(result.exit_code) if result.exit_code is not None else ''} {detail}".strip())
-        return result
+    def _repository(self) -> Repository:
+        """The self test's own local repository, reached like any destination's."""
+        config = LocalDestination(kind="local", path=str(self.repository), password_file=str(self.password_file))
+        destination = Local(NAME, config, self.settings)
+        repository = Repository(self.engine, destination, destination.access(NAME, create=True))
+        if not repository.exists():
+            repository.init()
+        return repository
 
     def run(self, source: Path | None = None) -> Report:
         self._password()
-        job_dir(self.repository, self.settings)
-        repo = restic.Repository(REPO, PASSWORD, cache_dir=CACHE)
         staging = job_dir(self.settings.paths.staging_dir, self.settings)
         sample = source or staging / "selftest-sample"
         restore_to = staging / f"selftest-restore-{secrets.token_hex(4)}"
         try:
             if source is None:
                 write_sample(sample)
-            if not (self.repository / "config").exists():
-                self._run("init", restic.init(repo))
-            backup = self._run("backup", restic.backup(repo, [DATA], host=HOST, tags=["selftest"]),
-                               Mount(sample, DATA))
-            summary = restic.parse_output(backup.stdout).summary or {}
-            snapshot = summary.get("snapshot_id")
-            if not snapshot:
-                raise SelftestFailed("backup: restic reported no snapshot id")
-            job_dir(restore_to, self.settings)
-            self._run("restore", restic.restore(repo, snapshot, "/restore"),
-                      Mount(restore_to, "/restore", read_only=False))
+            repository = self._repository()
+            stored = repository.backup(tags=[NAME], paths=[DATA], mounts=[Mount(sample, DATA)], host=NAME).summary
+            snapshots = repository.snapshots(NAME)
+            repository.restore(next(s for s in snapshots if s.id == stored.snapshot_id), restore_to)
             problems = differences(tree_fingerprint(sample), tree_fingerprint(restore_to / DATA.lstrip("/")))
             if problems:
                 raise SelftestFailed("restored files differ from the originals: " + "; ".join(problems[:10]))
-            listing = self._run("snapshots", restic.snapshots(repo, host=HOST))
-            documents = restic.parse_output(listing.stdout).documents
-            return Report(
-                repository=self.repository, snapshot_id=snapshot,
-                files=summary.get("total_files_processed", 0), bytes=summary.get("total_bytes_processed", 0),
-                snapshots=documents[0] if documents and isinstance(documents[0], list) else [],
-            )
+            return Report(repository=self.repository, snapshot_id=stored.snapshot_id, files=stored.files_processed,
+                          bytes=stored.bytes_processed, snapshots=snapshots)
+        except RepositoryError as error:
+            raise SelftestFailed(str(error)) from None
         finally:
             remove_tree(restore_to)
             if source is None:

@@ -15,8 +15,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 DEFAULT_CONFIG_PATH = Path("/etc/offsite-backup/runner.toml")
 CONFIG_ENV = "RUNNER_CONFIG"
@@ -193,7 +204,8 @@ class RestoreTestSettings(Section):
     destination: str = Field("", description="Destination the restore tests read from; empty: the first enabled one.")
     postgres_image: str = Field(
         "docker.io/library/postgres:17",
-        description="Image of the throwaway PostgreSQL (the official image's contract); match production's major version.",
+        description="Image of the throwaway PostgreSQL (the official image's contract); "
+        "match production's major version.",
     )
     vault_image: str = Field("", description="Image of the throwaway Vault/OpenBao server; empty: images.openbao.")
     s3_image: str = Field(
@@ -215,7 +227,9 @@ class RestoreTestSettings(Section):
 class SecretSettings(Section):
     kv_mount: str = Field("secret", description="Mount path of the KV version 2 engine holding the backup secrets.")
     kv_prefix: str = Field("offsite-backup", description="Path under kv_mount where the backup secrets live.")
-    policy: str = Field("offsite-backup", description="Name of the least-privilege policy `runner vault bootstrap` writes.")
+    policy: str = Field(
+        "offsite-backup", description="Name of the least-privilege policy `runner vault bootstrap` writes."
+    )
     approle: str = Field("offsite-backup", description="Name of the AppRole the Vault Agent logs in with.")
     approle_dir: Path = Field(
         Path("/etc/offsite-backup/approle"),
@@ -249,12 +263,17 @@ class AlertSettings(Section):
     smtp_host: str = Field("localhost", description="SMTP server.")
     smtp_port: int = Field(587, ge=1, le=65535, description="SMTP port (587: submission with STARTTLS).")
     starttls: bool = Field(True, description="Upgrade the connection with STARTTLS before logging in.")
-    smtp_ca_file: Path | None = Field(None, description="CA certificate to verify the SMTP server with; empty: the system's.")
+    smtp_ca_file: Path | None = Field(
+        None, description="CA certificate to verify the SMTP server with; empty: the system's."
+    )
     smtp_login: bool = Field(True, description="Log in with the credentials file.")
     smtp_credentials_file: Path | None = Field(
-        None, description="SMTP user name (first line) and password (second line). Empty: '<paths.secrets_dir>/smtp-credentials'."
+        None, description="SMTP user name (first line) and password (second line). "
+        "Empty: '<paths.secrets_dir>/smtp-credentials'."
     )
-    success_ping_url: str = Field("", description="URL fetched after every run in which nothing failed (a dead man's switch).")
+    success_ping_url: str = Field(
+        "", description="URL fetched after every run in which nothing failed (a dead man's switch)."
+    )
     failure_ping_url: str = Field("", description="URL fetched after a run in which something failed.")
 
 
@@ -262,7 +281,9 @@ class LogSettings(Section):
     level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR"] = Field(
         "INFO", description="Lowest level written to the log (stderr, which systemd sends to the journal)."
     )
-    format: Literal["text", "json"] = Field("text", description="'text' reads well in the journal; 'json' is one object per line.")
+    format: Literal["text", "json"] = Field(
+        "text", description="'text' reads well in the journal; 'json' is one object per line."
+    )
     job_output: Literal["DEBUG", "INFO"] = Field(
         "INFO",
         description="Level at which job containers' messages (stderr) are logged; their "
@@ -391,9 +412,12 @@ class FilesSource(Section):
 
 class VaultSource(Section):
     enabled: bool = Field(True, description="Back up Vault's raft storage.")
-    address: str = Field("http://127.0.0.1:8200", description="Vault (or OpenBao) API address, as the runner reaches it.")
+    address: str = Field(
+        "http://127.0.0.1:8200", description="Vault (or OpenBao) API address, as the runner reaches it."
+    )
     token_file: Path | None = Field(
-        None, description="Token allowed to read sys/storage/raft/snapshot. Empty: '<paths.secrets_dir>/vault-snapshot-token'."
+        None, description="Token allowed to read sys/storage/raft/snapshot. "
+        "Empty: '<paths.secrets_dir>/vault-snapshot-token'."
     )
     ca_file: Path | None = Field(None, description="CA certificate for Vault's TLS; empty for the system's CAs.")
     allow_standby: bool = Field(False, description="Accept a standby node (the snapshot request is forwarded).")
@@ -413,11 +437,14 @@ class PostgresSource(Section):
         "only by `host` and `port` on `network` (e.g. a rootless runner backing up a server of another user)."
     )
     network: str = Field("", description="Network to reach it on (network mode). Empty: the container's first network.")
-    host: str = Field("", description="Host name to connect to (network mode). Empty: the container's address on `network`.")
+    host: str = Field(
+        "", description="Host name to connect to (network mode). Empty: the container's address on `network`."
+    )
     port: int = Field(5432, ge=1, le=65535, description="PostgreSQL port (network mode).")
     user: str = Field("postgres", description="Role that dumps (a superuser, or see dump_options).")
     pgpass_file: Path | None = Field(
-        None, description="pgpass file with the role's password (network mode). Empty: '<paths.secrets_dir>/postgres.pgpass'."
+        None, description="pgpass file with the role's password (network mode). "
+        "Empty: '<paths.secrets_dir>/postgres.pgpass'."
     )
     dump_options: list[str] = Field(
         [], description="Extra pg_dumpall options, e.g. ['--no-role-passwords'] for a role that is not a superuser."
@@ -461,6 +488,10 @@ class _TomlSource(PydanticBaseSettingsSource):
         return read_toml(path) if path else {}
 
 
+def _one_local_destination() -> dict[str, LocalDestination | NasDestination | GDriveDestination]:
+    return {"local": LocalDestination(kind="local")}
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix=ENV_PREFIX,
@@ -478,11 +509,13 @@ class Settings(BaseSettings):
     secrets: SecretSettings = Field(default_factory=SecretSettings, description="Secrets in Vault and the agent.")
     retention: RetentionSettings = Field(default_factory=RetentionSettings, description="What prune keeps.")
     locks: LockSettings = Field(default_factory=LockSettings, description="Repository locks.")
-    restore_tests: RestoreTestSettings = Field(default_factory=RestoreTestSettings, description="Monthly restore tests.")
+    restore_tests: RestoreTestSettings = Field(
+        default_factory=RestoreTestSettings, description="Monthly restore tests."
+    )
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings, description="RPO, metrics, dashboard.")
     alerts: AlertSettings = Field(default_factory=AlertSettings, description="Email alerts and pings.")
     destinations: dict[str, DestinationConfig] = Field(
-        default_factory=lambda: {"local": LocalDestination(kind="local")},
+        default_factory=lambda: _one_local_destination(),
         description="Where backups go, by name; each holds one repository per source. "
         "Default: one local destination.",
     )
@@ -497,7 +530,8 @@ class Settings(BaseSettings):
         return destinations
 
     @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings):
+    def settings_customise_sources(cls, settings_cls, init_settings, env_settings, dotenv_settings,
+                                   file_secret_settings):
         return (init_settings, env_settings, _TomlSource(settings_cls))
 
 
@@ -515,7 +549,7 @@ class LoadedSettings:
     path: Path | None  # the TOML file used, or None when only defaults and environment apply
 
 
-def resolve_config_path(explicit: Path | None) -> tuple[Path | None, bool]:
+def resolve_config_path(explicit: Path | None) -> tuple[Path, bool]:
     """Return (path, required): an explicit or $RUNNER_CONFIG path must exist; the default may not."""
     if explicit is not None:
         return explicit, True
@@ -535,16 +569,15 @@ def read_toml(path: Path) -> dict[str, Any]:
 
 
 def load_settings(explicit: Path | None = None) -> LoadedSettings:
-    path, required = resolve_config_path(explicit)
-    if not path.exists():
-        if required:
-            raise ConfigError([f"{path}: configuration file not found"])
-        path = None
+    candidate, required = resolve_config_path(explicit)
+    path = candidate if candidate.exists() else None
+    if path is None and required:
+        raise ConfigError([f"{candidate}: configuration file not found"])
     token = _toml_file.set(path)
     try:
         return LoadedSettings(Settings(), path)
     except ValidationError as error:
-        raise ConfigError([_describe(e, path) for e in error.errors()]) from None
+        raise ConfigError([_describe(dict(e), path) for e in error.errors()]) from None
     finally:
         _toml_file.reset(token)
 

@@ -91,8 +91,8 @@ def up() -> None:
     DEMO.mkdir(parents=True, exist_ok=True, mode=0o700)
     key = DEMO / "nas-key"
     if not key.exists():
-        run("podman", "run", "--rm", "--user", "0", "-v", f"{DEMO}:/out", "localhost/offsite-backup/tools:latest", "ssh-keygen",
-            "-q", "-t", "ed25519", "-N", "", "-C", "offsite-demo", "-f", "/out/nas-key")
+        run("podman", "run", "--rm", "--user", "0", "-v", f"{DEMO}:/out", "localhost/offsite-backup/tools:latest",
+            "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "offsite-demo", "-f", "/out/nas-key")
     (DEMO / "nas.env").write_text(f"AUTHORIZED_KEYS={(DEMO / 'nas-key.pub').read_text().strip()}\n")
 
     step("starting the home server: Vault, PostgreSQL, S3, NAS (compose.yaml)")

@@ -45,10 +45,10 @@ def fresh_stack() -> None:
         run("podman", "rm", "-f", name, check=False, capture=True)
     run("podman", "run", "-d", "--name", FRESH["vault"], "--network", NETWORK, "-p", "127.0.0.1:8201:8200",
         "localhost/offsite-backup/openbao:latest", capture=True)
-    run("podman", "run", "-d", "--name", FRESH["postgres"], "--network", NETWORK, "-e", f"POSTGRES_PASSWORD={PG_PASSWORD}",
-        "localhost/offsite-backup/testbed-postgres:latest", capture=True)
-    run("podman", "run", "-d", "--name", FRESH["s3"], "--network", NETWORK, "localhost/offsite-backup/testbed-s3:latest",
-        capture=True)
+    run("podman", "run", "-d", "--name", FRESH["postgres"], "--network", NETWORK,
+        "-e", f"POSTGRES_PASSWORD={PG_PASSWORD}", "localhost/offsite-backup/testbed-postgres:latest", capture=True)
+    run("podman", "run", "-d", "--name", FRESH["s3"], "--network", NETWORK,
+        "localhost/offsite-backup/testbed-s3:latest", capture=True)
 
 
 def secrets_from_the_kit() -> None:
@@ -63,7 +63,8 @@ def secrets_from_the_kit() -> None:
     private(secrets / "nas-known_hosts", "\n".join(known_hosts) + "\n", JOB_USER)
     private(DRILL / "fresh.pgpass", f"*:*:*:postgres:{PG_PASSWORD}\n", JOB_USER)
     private(DRILL / "fresh-s3-credentials",
-            f"[default]\naws_access_key_id = {S3_KEYS['access_key']}\naws_secret_access_key = {S3_KEYS['secret_key']}\n",
+            f"[default]\naws_access_key_id = {S3_KEYS['access_key']}\n"
+            f"aws_secret_access_key = {S3_KEYS['secret_key']}\n",
             JOB_USER)
     CONFIG.write_text(f'''[paths]
 state_dir = "{DRILL / 'state'}"
@@ -111,7 +112,8 @@ def postgres_step() -> None:
     runner("restore", "postgres", "--destination", "nas", "--container", FRESH["postgres"],
            "--pgpass", DRILL / "fresh.pgpass")
     query = ("SELECT string_agg(n, ',' ORDER BY n) FROM (SELECT 'shop:' || count(*) n FROM orders UNION ALL "
-             "SELECT 'items:' || count(*) FROM order_items UNION ALL SELECT 'sum:' || sum(price)::text FROM order_items) c")
+             "SELECT 'items:' || count(*) FROM order_items UNION ALL "
+             "SELECT 'sum:' || sum(price)::text FROM order_items) c")
     counts = [run("podman", "exec", container, "psql", "-qAtX", "-U", "postgres", "-d", "shop", "-c", query,
                   capture=True).stdout for container in ("offsite-demo-postgres", FRESH["postgres"])]
     check(counts[0] == counts[1], f"PostgreSQL: the restored shop database equals the original ({counts[1].strip()})")

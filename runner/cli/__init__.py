@@ -1,14 +1,14 @@
 """The `runner` command: parse, call, and turn errors into clear messages and exit codes.
 One module per group of commands; base holds the group, the context and what they share."""
 
-from runner.cli import (  # noqa: F401
+from runner.cli import (  # noqa: F401 (each module adds its commands to the group)
     configuration,
-    internal,
     monitoring,
-    recovery,
+    recovery_kit,
     repositories,
+    restore,
     runs,
-    secrets,
+    vault,
 )
 from runner.cli.base import cli, main
 

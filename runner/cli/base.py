@@ -7,6 +7,7 @@ import json
 import signal
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import click
 from loguru import logger
@@ -41,11 +42,11 @@ class Context:
     def load(self) -> LoadedSettings:
         if self._loaded is None:
             try:
-                self._loaded = load_settings(self.config)
+                loaded = load_settings(self.config)
             except ConfigError as error:
                 fail_config(error)
-            logs.setup(self.log_level or self._loaded.settings.log.level,
-                       self.log_format or self._loaded.settings.log.format)
+            logs.setup(self.log_level or loaded.settings.log.level, self.log_format or loaded.settings.log.format)
+            self._loaded = loaded
         return self._loaded
 
     @property
@@ -53,14 +54,14 @@ class Context:
         return self.load().settings
 
 
-def fail_config(error: ConfigError):
+def fail_config(error: ConfigError) -> NoReturn:
     click.echo(f"configuration has {len(error.problems)} error(s):", err=True)
     for problem in error.problems:
         click.echo(f"  - {problem}", err=True)
     sys.exit(EXIT_CONFIG)
 
 
-def fail(message: str, code: int = EXIT_FAILED):
+def fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
     logger.error(message)
     sys.exit(code)
 
@@ -118,14 +119,14 @@ def selection(context: Context, destination_names: tuple[str, ...], source_names
 
 def record_runs(settings, runs) -> None:
     """Put (kind, result) pairs in the run history, as soon as they are known."""
-    from runner.reporting import record
+    from runner.monitoring.reporting import record
 
     record(settings, runs)
 
 
 def finish(settings, runs, as_json: bool) -> None:
     """Alerts, metrics, dashboard and ping for the recorded runs; then the report and exit code."""
-    from runner import reporting
+    from runner.monitoring import reporting
 
     reporting.report(settings, runs)
     report([result for _, result in runs], as_json)
@@ -165,15 +166,6 @@ destination_option = click.option(
 source_option = click.option(
     "--source", "-s", "source_names", multiple=True,
     help="Only this source (repeatable). Default: every enabled source.")
-
-
-def size_text(value: int | None) -> str:
-    if value is None:
-        return "-"
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
 
 
 def number_text(value: int | None) -> str:

@@ -11,9 +11,9 @@ from rich.table import Table
 
 from runner.cli.base import (
     Context,
-    engine_for,
     cli,
     console,
+    engine_for,
     fail,
     pass_context,
 )
@@ -150,8 +150,8 @@ def selftest(context: Context, path: Path | None):
         fail(f"selftest failed: {error}")
     table = Table("snapshot", "time", "host", "paths", "tags", title=f"snapshots in {report.repository}")
     for snapshot in report.snapshots:
-        table.add_row(snapshot.get("short_id", ""), snapshot.get("time", "")[:19], snapshot.get("hostname", ""),
-                      " ".join(snapshot.get("paths", [])), " ".join(snapshot.get("tags", [])))
+        table.add_row(snapshot.short_id, snapshot.time[:19], snapshot.hostname, " ".join(snapshot.paths),
+                      " ".join(snapshot.tags))
     console().print(table)
     click.echo(f"selftest passed: snapshot {report.snapshot_id[:8]} ({report.files} files, {report.bytes} bytes) "
                "restored byte-identical")

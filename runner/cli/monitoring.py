@@ -12,13 +12,13 @@ from rich.table import Table
 from runner.cli.base import (
     EXIT_FAILED,
     Context,
-    number_text,
-    size_text,
     cli,
     console,
     json_option,
+    number_text,
     pass_context,
 )
+from runner.units import size_text
 
 
 @cli.command()
@@ -30,8 +30,8 @@ def status(context: Context, as_json: bool):
 
     Also raises the alert for any source past its RPO (once). Exit code 1 when anything is past
     its RPO, last failed, or failed its last restore test: usable as a health check."""
-    from runner import reporting
-    from runner.status import overview
+    from runner.monitoring import reporting
+    from runner.monitoring.status import overview
 
     history = reporting.report(context.settings, [])
     states = overview(context.settings, history)
@@ -61,8 +61,8 @@ def dashboard(context: Context, output: Path):
     """Write the status dashboard: status per source and destination, charts of backup size,
     duration, deduplication and restore-test duration over time, and the latest alerts.
     (monitoring.dashboard_file rewrites it after every run.)"""
-    from runner import dashboard as pages
-    from runner.history import open_history
+    from runner.monitoring import dashboard as pages
+    from runner.monitoring.history import open_history
 
     pages.write(context.settings, open_history(context.settings.paths.state_dir), output)
     click.echo(f"wrote {output}")
@@ -82,6 +82,6 @@ def notify_unit_failed(context: Context, unit: str, within: int):
     """Alert that the systemd UNIT failed, unless the runner reported its runs itself (it then
     already alerted on what failed). Catches a runner that could not start, was killed or
     timed out. Resolved by the next command that records runs."""
-    from runner.alerts import unit_failed
+    from runner.monitoring.alerts import unit_failed
 
     unit_failed(context.settings, unit, within)

@@ -12,18 +12,18 @@ from runner.cli.base import (
     EXIT_FAILED,
     Context,
     as_dict,
-    engine_for,
-    number_text,
-    report,
-    selection,
-    size_text,
     cli,
     console,
     destination_option,
+    engine_for,
     json_option,
+    number_text,
     pass_context,
+    report,
+    selection,
     source_option,
 )
+from runner.units import size_text
 
 
 @cli.group()
@@ -42,10 +42,10 @@ def repo_init(context: Context, destination_names, source_names, as_json):
     Idempotent: existing repositories are left as they are. Backups never create repositories;
     this command is the only one that does. Each repository's password is read from its password
     file (restic.password_file), so it must exist first."""
-    from runner import repositories
+    from runner import inventory
 
     chosen, names = selection(context, destination_names, source_names)
-    report(repositories.init(engine_for(context), chosen, names), as_json)
+    report(inventory.init(engine_for(context), chosen, names), as_json)
 
 
 @repo.command("list")
@@ -57,10 +57,10 @@ def repo_list(context: Context, destination_names, source_names, as_json):
     """Show each repository: whether it is reachable and initialized, its snapshot count and size.
 
     Takes no restic lock and writes nothing."""
-    from runner import repositories
+    from runner import inventory
 
     chosen, names = selection(context, destination_names, source_names)
-    states = repositories.describe(engine_for(context), chosen, names)
+    states = inventory.describe(engine_for(context), chosen, names)
     code = 0 if all(s.state == "ok" for s in states) else EXIT_FAILED
     if as_json:
         click.echo(json.dumps([as_dict(s) for s in states], indent=2))

@@ -6,14 +6,14 @@ import click
 
 from runner.cli.base import (
     Context,
-    engine_for,
-    finish,
-    record_runs,
-    selection,
     cli,
     destination_option,
+    engine_for,
+    finish,
     json_option,
     pass_context,
+    record_runs,
+    selection,
 )
 
 
@@ -35,6 +35,7 @@ def exec_backup(context: Context, source_names, destination_names, as_json):
     the others still run. A destination whose daily upload quota would be passed is deferred.
     Exit code 1 if anything failed, 75 if nothing failed but something was deferred."""
     from runner.backup import back_up
+    from runner.sources import get
 
     if "all" in source_names:
         source_names = ()
@@ -42,7 +43,7 @@ def exec_backup(context: Context, source_names, destination_names, as_json):
     engine = engine_for(context)
     runs = []
     for source in names:
-        outcome = [("backup", result) for result in back_up(context.settings, engine, source, chosen)]
+        outcome = [("backup", result) for result in back_up(context.settings, engine, get(source), chosen)]
         record_runs(context.settings, outcome)
         runs += outcome
     finish(context.settings, runs, as_json)
@@ -105,32 +106,29 @@ def exec_prune(context: Context, source_names, destination_names, as_json):
 @json_option
 @pass_context
 def exec_restore_test(context: Context, source_names, destination_name, as_json):
-    """Restore the latest snapshot of vault, postgres, minio (or all) into throwaway containers on an
-    isolated network and compare it with what was recorded at backup time.
+    """Restore the latest snapshot of vault, postgres, minio, files (or all) into throwaway containers
+    on an isolated network, or a staging directory, and compare it with what was recorded at backup time.
 
     PostgreSQL: the dump is loaded into a throwaway server (restore_tests.postgres_image) and every
     table's row count and checksum compared with the backup's manifest. Vault: the snapshot's sums
     are verified and it is restored into a throwaway server; with restore_tests.vault_unseal_keys_file
     it is unsealed and a canary secret read back. MinIO: every object's size and checksum is compared
-    with the manifest. The duration of each phase goes to the history (RTO planning). A difference is
-    reported as 'restore mismatch' (exit code 1)."""
-    from runner import recover, restoretests
+    with the manifest. Files: restic verifies every restored file against the repository, and every
+    file of the snapshot's listing must be there with its size. The duration of each phase goes to
+    the history (RTO planning). A difference is reported as 'restore mismatch' (exit code 1)."""
+    from runner.restoring import RestoreError, destination_for, run_test
+    from runner.sources import enabled, get
 
     if "all" in source_names:
         source_names = ()
-    unknown = set(source_names) - set(restoretests.TESTS)
-    if unknown:
-        raise click.UsageError(f"no restore test for {', '.join(sorted(unknown))} (there are: {', '.join(restoretests.TESTS)})")
-    from runner.sources import enabled
-
-    names = [name for name in enabled(context.settings, source_names) if name in restoretests.TESTS]
     try:
-        destination = recover.destination_for(context.settings, destination_name or context.settings.restore_tests.destination)
-    except recover.RestoreError as error:
+        names = enabled(context.settings, source_names)
+        destination = destination_for(context.settings, destination_name or context.settings.restore_tests.destination)
+    except (ValueError, RestoreError) as error:
         raise click.UsageError(str(error)) from None
     engine = engine_for(context)
     runs = []
     for name in names:
-        runs.append(("restore-test", restoretests.run(context.settings, engine, name, destination)))
+        runs.append(("restore-test", run_test(context.settings, engine, name, get(name).restore_test, destination)))
         record_runs(context.settings, runs[-1:])
     finish(context.settings, runs, as_json)

@@ -1,26 +1,44 @@
-"""What every source module offers, and what it hands to the backup: a Payload.
+"""What a source is: the Source protocol every source package satisfies, and the Payload its
+backup hands to restic.
 
-A source module has NAME and four functions:
-    is_enabled(settings) -> bool
-    preflight(settings, engine) -> None       raise SourceError when the source cannot be backed up now
-    prepare(settings, engine) -> context manager yielding a Payload; whatever it staged is
-                                              removed on exit, success or failure
-    verify(settings, payload, summary) -> None raise SourceError when restic's summary looks wrong
+A source package (runner/sources/<name>/) holds its backup (backup.py: preflight, prepare, verify),
+its restore (restore.py: what `runner restore <name>` does), its restore test (restore_test.py) and
+the secret files it needs; its __init__ re-exports what the protocol names. The registry
+(runner/sources/__init__.py) lists the packages in restore priority order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from runner.engine import Mount
+from runner.engine import Engine, Mount
+
+if TYPE_CHECKING:
+    import click
+
+    from runner.restic import BackupSummary
+    from runner.restoring import RestoreRequest, Trial, Verified
+    from runner.secrets.files import SecretFile
+    from runner.settings import Settings
 
 
 class SourceError(Exception):
     """The source cannot be backed up (unhealthy, unreachable, misconfigured)."""
+
+
+class Companion(Protocol):
+    """Runs beside a backup job (e.g. feeding it a dump made with `podman exec`); `problem` explains
+    a failure once it has exited."""
+
+    problem: str
+
+    def __enter__(self) -> Companion: ...
+
+    def __exit__(self, *exc: object) -> bool | None: ...
 
 
 @dataclass(frozen=True)
@@ -37,7 +55,53 @@ class Payload:
     # A host directory the backup job fills (e.g. a manifest of the dump); after a successful
     # snapshot it is backed up as a second snapshot tagged with the first one's id.
     sidecar: Path | None = None
-    # Runs beside each backup job (e.g. feeding a dump made with `podman exec` into it). Its
-    # context value may carry a `problem` string explaining a failure.
-    companion: Callable[[], AbstractContextManager] | None = None
+    companion: Callable[[], Companion] | None = None
     figures: dict[str, Any] = field(default_factory=dict)  # what preparing measured
+
+
+@runtime_checkable
+class Source(Protocol):
+    """What a source package provides."""
+
+    @property
+    def NAME(self) -> str:
+        """The name in commands, tags and repository paths."""
+        ...
+
+    @property
+    def TITLE(self) -> str:
+        """As a person names it."""
+        ...
+
+    @property
+    def RESTORE_OPTIONS(self) -> Sequence[click.Parameter]:
+        """`runner restore <NAME>`'s own options."""
+        ...
+
+    def is_enabled(self, settings: Settings) -> bool: ...
+
+    def secret_files(self, settings: Settings) -> list[SecretFile]:
+        """The files Vault Agent renders for this source's jobs."""
+        ...
+
+    def preflight(self, settings: Settings, engine: Engine) -> None:
+        """Raise SourceError when the source cannot be backed up now."""
+        ...
+
+    def prepare(self, settings: Settings, engine: Engine) -> AbstractContextManager[Payload]:
+        """What to back up; whatever was staged for it is removed on exit, success or failure."""
+        ...
+
+    def verify(self, settings: Settings, payload: Payload, summary: BackupSummary) -> None:
+        """Raise SourceError when restic's summary of the stored snapshot looks wrong."""
+        ...
+
+    def restore(self, request: RestoreRequest) -> str:
+        """What `runner restore <NAME>` does; returns what was restored and the next step.
+        Raises RestoreError."""
+        ...
+
+    def restore_test(self, trial: Trial) -> Verified:
+        """Restore the latest snapshot somewhere isolated and compare it with what was backed up.
+        Raises Mismatch on a difference, RestoreError when the test cannot run."""
+        ...

@@ -96,18 +96,21 @@ class Postgres(Service):
         return result.output.decode()
 
     def load(self, script: str) -> None:
-        result = self.exec(["sh", "-c", f"psql -v ON_ERROR_STOP=1 -qX -U postgres -d postgres <<'EOSQL'\n{script}\nEOSQL"])
+        result = self.exec(["sh", "-c",
+                            f"psql -v ON_ERROR_STOP=1 -qX -U postgres -d postgres <<'EOSQL'\n{script}\nEOSQL"])
         if result.exit_code != 0:
             raise RuntimeError(result.output.decode())
 
     def table_contents(self) -> dict:
         """Every user table of every database, rows sorted: what a restore must reproduce."""
         contents = {}
-        for database in self.sql("SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres'").split():
+        for database in self.sql("SELECT datname FROM pg_database "
+                                 "WHERE NOT datistemplate AND datname <> 'postgres'").split():
             tables = self.sql("SELECT schemaname || '.' || tablename FROM pg_tables "
                               "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')", database).split()
             for table in tables:
-                contents[f"{database}:{table}"] = sorted(self.sql(f"SELECT t::text FROM {table} t", database).splitlines())
+                rows = self.sql(f"SELECT t::text FROM {table} t", database)
+                contents[f"{database}:{table}"] = sorted(rows.splitlines())
         return contents
 
 

@@ -13,7 +13,8 @@ from tests.conftest import PROJECT_ROOT
 @pytest.fixture(scope="module")
 def demo(engine, tmp_path_factory):
     directory = tmp_path_factory.mktemp("demo")
-    env = {**os.environ, "OFFSITE_DEMO": str(directory), "OFFSITE_DEMO_SECRETS": f"/run/offsite-demo-{os.getpid()}/secrets"}
+    env = {**os.environ, "OFFSITE_DEMO": str(directory),
+           "OFFSITE_DEMO_SECRETS": f"/run/offsite-demo-{os.getpid()}/secrets"}
     try:
         yield directory, env
     finally:
@@ -30,8 +31,8 @@ def test_the_main_command_backs_up_and_restore_tests_everything_twice(demo):
     for attempt in ("first", "second"):
         result = run_script(env, "scripts/demo.py", "up")
         assert result.returncode == 0, f"{attempt} run:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-        for step in ("==> starting the home server", "==> bootstrapping Vault", "==> backing up Vault, PostgreSQL and MinIO",
-                     "==> restore tests", "==> status", "Dashboard: "):
+        for step in ("==> starting the home server", "==> bootstrapping Vault",
+                     "==> backing up Vault, PostgreSQL and MinIO", "==> restore tests", "==> status", "Dashboard: "):
             assert step in result.stdout, (attempt, step)
     status = subprocess.run([sys.executable, "-m", "runner", "--config", str(directory / "runner.toml"), "status",
                              "--json"], capture_output=True, text=True, env=env)

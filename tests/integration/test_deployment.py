@@ -34,8 +34,9 @@ def systemd_image(engine, settings):
 
 
 def in_image(image, script):
-    result = subprocess.run(["podman", "run", "--rm", "-e", "SYSTEMD_COLORS=0", "-v", f"{QUADLETS}:/etc/containers/systemd:ro", image,
-                             "bash", "-c", script], capture_output=True, text=True)
+    result = subprocess.run(["podman", "run", "--rm", "-e", "SYSTEMD_COLORS=0",
+                             "-v", f"{QUADLETS}:/etc/containers/systemd:ro", image, "bash", "-c", script],
+                            capture_output=True, text=True)
     return result
 
 
@@ -192,8 +193,8 @@ def test_ansible_lint_accepts_the_role():
     lint = str(beside) if beside.exists() else shutil.which("ansible-lint")
     if lint is None:
         pytest.fail("ansible-lint is not installed (the test extra installs it)")
-    result = subprocess.run([lint, "--offline", "playbook.yml", "playbook-local.yml", "roles/backup"], cwd=ANSIBLE, capture_output=True,
-                            text=True)
+    result = subprocess.run([lint, "--offline", "playbook.yml", "playbook-local.yml", "roles/backup"], cwd=ANSIBLE,
+                            capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
 
 
@@ -219,7 +220,8 @@ def test_rootless_role_installs_the_units_for_the_backup_user(systemd_image, tmp
         assert all(f"offsite-backup-{name}.timer" in timers for name in SCHEDULES), timers
         generated = machine.sh(f"{user} list-unit-files 'offsite-backup-*.service'").stdout
         assert "offsite-backup-postgres.service" in generated and "generated" in generated, generated
-        dropin = machine.sh("cat /home/backup/.config/containers/systemd/offsite-backup-postgres.container.d/10-rootless.conf").stdout
+        dropin = machine.sh("cat /home/backup/.config/containers/systemd/"
+                            "offsite-backup-postgres.container.d/10-rootless.conf").stdout
         assert "UserNS=keep-id" in dropin and "RUNNER_JOBS__USERNS=keep-id" in dropin
         assert machine.sh("stat -c '%U %a' /run/offsite-backup/secrets").stdout.strip() == "backup 700"
     finally:

@@ -2,21 +2,23 @@
 
 import json
 import os
-import subprocess
+import random
 import time
 
 import pytest
 from click.testing import CliRunner
 
-from runner import destinations, repositories, restic
+from runner import destinations, inventory
 from runner.backup import back_up
 from runner.cli import cli
 from runner.destinations import GDrive
 from runner.engine import Mount
 from runner.quota import ledger
+from runner.repository import Repository
 from runner.results import Status
 from runner.selftest import tree_fingerprint
 from runner.settings import GDriveDestination, LocalDestination, Settings
+from runner.sources import SOURCES
 from runner.workspace import job_dir
 from tests.integration.conftest import private_file, write_config
 from tests.integration.nas import NasContainer, make_identity
@@ -70,11 +72,8 @@ def invoke(settings: Settings, tmp_path, *args):
 
 def restore_latest(engine, settings, destination_name, target):
     destination = destinations.configured(settings, [destination_name])[0]
-    access = destination.access("files")
-    job_dir(target, settings)
-    result = engine.run(repositories.restic_job(access, "restore", restic.restore(access.repository, "latest", "/restore"),
-                                                (Mount(target, "/restore", read_only=False),)))
-    assert result.ok, result.describe()
+    repository = Repository(engine, destination, destination.access("files"))
+    repository.restore(repository.find("files"), target)
     return target
 
 
@@ -115,7 +114,9 @@ def test_changed_host_key_is_refused_and_nothing_written(engine, settings, tmp_p
 
 
 def test_unknown_host_key_is_refused(engine, settings, tmp_path, data, nas, identity, request):
-    unrelated = private_file(tmp_path / "known_hosts", "192.0.2.1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPglwKleQ6LNglAByJatb15cu/VXSDTs8M1ClmBAbX7O\n", settings)
+    unrelated = private_file(tmp_path / "known_hosts",
+                             "192.0.2.1 ssh-ed25519 "
+                             "AAAAC3NzaC1lZDI1NTE5AAAAIPglwKleQ6LNglAByJatb15cu/VXSDTs8M1ClmBAbX7O\n", settings)
     configured = configure(settings, tmp_path, data, nas=nas.destination(identity, unrelated, path=nas_path(request)))
     before = nas.files()
     code, results = invoke_json(configured, tmp_path, "repo", "init")
@@ -148,7 +149,7 @@ def test_bandwidth_limit_slows_uploads(engine, settings, tmp_path, nas, identity
     configured = configure(settings, tmp_path, data,
                            nas=nas.destination(identity, known_hosts, path=nas_path(request), bandwidth_limit="1MB"))
     assert invoke(configured, tmp_path, "repo", "init").exit_code == 0
-    [result] = back_up(configured, engine, "files", destinations.configured(configured))
+    [result] = back_up(configured, engine, SOURCES["files"], destinations.configured(configured))
     assert result.status is Status.OK, result.message
     assert result.figures["data_added_packed"] >= 6 * 1000 * 1000
     assert result.duration >= 4, f"6 MB at 1 MB/s took only {result.duration:.1f} s"
@@ -180,11 +181,11 @@ def test_restic_runs_through_rclone(engine, settings, tmp_path, data):
     folder = job_dir(tmp_path / "drive", settings)
     config = GDriveDestination(kind="gdrive", service_account_file=service_account(tmp_path, settings))
     drive = DriveOnLocalRclone("gdrive", config, configured, folder)
-    assert repositories.init(engine, [drive], ["files"])[0].status is Status.OK
+    assert inventory.init(engine, [drive], ["files"])[0].status is Status.OK
     assert (folder / "Backups" / "homeserver" / "files" / "config").is_file()
-    [result] = back_up(configured, engine, "files", [drive])
+    [result] = back_up(configured, engine, SOURCES["files"], [drive])
     assert result.status is Status.OK, result.message
-    [state] = repositories.describe(engine, [drive], ["files"])
+    [state] = inventory.describe(engine, [drive], ["files"])
     assert state.state == "ok" and state.snapshots == 1
 
 
@@ -197,7 +198,7 @@ def test_rendered_drive_remote_parses_back_in_rclone(engine, settings, tmp_path,
     access = drive.access("files")
     assert access.repository.location == "rclone:gdrive:Backups/homeserver/files"
     config_mount = next(m for m in access.mounts if m.target == GDrive.RCLONE_CONFIG)
-    dumped = engine.run(repositories.restic_job(access, "rclone-config", ["rclone", "config", "dump"]))
+    dumped = engine.run(Repository(engine, drive, access).job("rclone-config", ["rclone", "config", "dump"]))
     assert dumped.ok, dumped.describe()
     remote = json.loads("\n".join(dumped.stdout))["gdrive"]
     assert remote == {
@@ -216,7 +217,8 @@ def test_quota_defers_the_second_backup_of_the_day(engine, settings, tmp_path, d
     assert uploaded > 500 * 1024  # the random half megabyte, compressed or not
     code, second = invoke_json(configured, tmp_path, "exec", "backup", "files")
     assert code == 75
-    assert second["local"]["status"] == "deferred by quota" and "daily quota of 1000 bytes" in second["local"]["message"]
+    assert (second["local"]["status"] == "deferred by quota"
+            and "daily quota of 1000 bytes" in second["local"]["message"])
     assert ledger(configured.paths.state_dir).uploaded_today("local") == uploaded
     shown = invoke(configured, tmp_path, "quota")
     assert "local" in shown.output and f"{uploaded / 1024:.1f} KiB" in shown.output
@@ -243,3 +245,37 @@ def test_backup_never_creates_a_repository(engine, settings, tmp_path, data, nas
         assert f"runner repo init --destination {name} --source files" in results[name]["message"]
     assert not (tmp_path / "repos").exists()
     assert nas.files() == before
+
+
+def compressible_text(size: int) -> str:
+    """Log-like lines over a small vocabulary: compresses well, and better the harder one tries."""
+    chooser = random.Random(7)
+    words = ["".join(chooser.choices("abcdefghijklmnopqrstuvwxyz", k=chooser.randint(3, 9))) for _ in range(400)]
+    lines, length = [], 0
+    while length < size:
+        line = f"{len(lines):08d} {' '.join(chooser.choices(words, k=12))} {chooser.randint(0, 10**6)}\n"
+        lines.append(line)
+        length += len(line)
+    return "".join(lines)
+
+
+def test_compression_setting_reaches_restic(engine, settings, tmp_path):
+    """restic.compression applies to what every backup stores: on compressible data 'max' stores less
+    than the default 'auto', and 'off' stores the data as it is."""
+    data = tmp_path / "text"
+    data.mkdir(mode=0o755)
+    (data / "records.log").write_text(compressible_text(4_000_000))
+    stored = {}
+    for level in ("off", "auto", "max"):
+        root = tmp_path / level
+        root.mkdir()
+        configured = configure(settings, root, data, local=local(root))
+        restic_settings = configured.restic.model_copy(update={"compression": level})
+        configured = configured.model_copy(update={"restic": restic_settings})
+        assert invoke(configured, root, "repo", "init").exit_code == 0
+        backed_up = invoke(configured, root, "exec", "backup", "files")
+        assert backed_up.exit_code == 0, backed_up.output
+        listed = json.loads(invoke(configured, root, "repo", "list", "--json").stdout)
+        stored[level] = listed[0]["stored_bytes"]
+    assert stored["off"] >= 4_000_000, stored
+    assert stored["off"] > 2 * stored["auto"] and stored["auto"] > stored["max"], stored

@@ -41,7 +41,7 @@ def test_restic_roundtrip_restores_byte_identical_files(engine, settings, tmp_pa
 
     run("test-init", restic.init(repo))
     backup = run("test-backup", restic.backup(repo, ["/data"], host="test"), Mount(data, "/data"))
-    snapshot = restic.parse_output(backup.stdout).summary["snapshot_id"]
+    snapshot = restic.parse_backup(backup.stdout).snapshot_id
     run("test-restore", restic.restore(repo, snapshot, "/restore"), Mount(restored, "/restore", read_only=False))
 
     assert tree_fingerprint(restored / "data") == tree_fingerprint(data)

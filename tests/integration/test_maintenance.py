@@ -12,7 +12,7 @@ from datetime import date, timedelta
 from click.testing import CliRunner
 
 from runner.cli import cli
-from runner.history import open_history
+from runner.monitoring.history import open_history
 from runner.settings import Settings
 from runner.workspace import job_dir
 from tests.integration.conftest import private_file, write_config
@@ -101,7 +101,8 @@ def test_time_travel_keeps_exactly_the_policy(engine, settings, tmp_path):
     run = open_history(configured.paths.state_dir).runs(kind="prune")[0]
     removed = open_history(configured.paths.state_dir).removed_snapshots(run.id)
     assert len(removed) == DAYS - len(expected)
-    assert {r["snapshot_time"][:10] for r in removed} == {d.isoformat() for d in days} - {d.isoformat() for d in expected}
+    assert ({r["snapshot_time"][:10] for r in removed}
+            == {d.isoformat() for d in days} - {d.isoformat() for d in expected})
     assert "forgot snapshot" in output
     assert run.figures["snapshots"] == len(expected) and run.figures["deduplication_ratio"] > 0
 
@@ -157,7 +158,8 @@ def test_killed_backup_leaves_a_lock_the_next_run_removes(engine, settings, tmp_
     configured = slow_backup_settings(settings, tmp_path)
     assert invoke(configured, tmp_path, "repo", "init").exit_code == 0
     first = {}
-    runner = threading.Thread(target=lambda: first.update(result=invoke(configured, tmp_path, "exec", "backup", "files")))
+    runner = threading.Thread(
+        target=lambda: first.update(result=invoke(configured, tmp_path, "exec", "backup", "files")))
     runner.start()
     locks = tmp_path / "repo" / "locks"
     deadline = time.monotonic() + 60

@@ -8,7 +8,7 @@ import shutil
 import socket
 import ssl
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,9 +17,9 @@ from aiosmtpd.smtp import AuthResult
 from click.testing import CliRunner
 from prometheus_client.parser import text_string_to_metric_families
 
-from runner import dashboard, metrics
 from runner.cli import cli
-from runner.history import History
+from runner.monitoring import dashboard, metrics
+from runner.monitoring.history import History
 from runner.results import RunResult, Status
 from runner.settings import Settings
 from tests.conftest import PROJECT_ROOT
@@ -33,8 +33,8 @@ class Mailbox:
         self.messages = []
 
     async def handle_DATA(self, server, session, envelope):
-        self.messages.append({"login": session.auth_data if session.authenticated else None, "tls": session.ssl is not None,
-                              "content": envelope.content.decode(errors="replace")})
+        self.messages.append({"login": session.auth_data if session.authenticated else None,
+                              "tls": session.ssl is not None, "content": envelope.content.decode(errors="replace")})
         return "250 OK"
 
 
@@ -70,7 +70,8 @@ def configure(base: Settings, tmp_path, **overrides) -> Settings:
     private_file(tmp_path / "password", "monitoring test password", base)
     return Settings(
         paths={**base.paths.model_dump(), "state_dir": tmp_path / "state"},
-        destinations={"local": {"kind": "local", "path": str(tmp_path / "repo"), "password_file": str(tmp_path / "password")}},
+        destinations={"local": {"kind": "local", "path": str(tmp_path / "repo"),
+                                "password_file": str(tmp_path / "password")}},
         sources={"files": {"paths": [data]}, **{s: {"enabled": False} for s in ("vault", "postgres", "minio")}},
         **overrides)
 
@@ -118,7 +119,7 @@ def test_metrics_of_a_real_backup(engine, settings, tmp_path):
     assert samples[("offsite_backup_repository_snapshots", where)] == 1
     assert samples[("offsite_backup_within_rpo", where)] == 1
     assert 0 < samples[("offsite_backup_last_duration_seconds", job)] < 600
-    ended = datetime.now(timezone.utc).timestamp()
+    ended = datetime.now(UTC).timestamp()
     assert ended - 120 < samples[("offsite_backup_last_success_timestamp_seconds", job)] <= ended
     assert samples[("offsite_backup_quota_limit_bytes", (("destination", "local"),))] == 0
 
@@ -127,18 +128,20 @@ def synthetic_history(settings: Settings) -> History:
     """40 nights of backups of three sources, weekly prunes, monthly restore tests, some trouble."""
     history = History(settings.paths.state_dir / "history.sqlite")
     rng = random.Random(7)
-    start = datetime.now(timezone.utc) - timedelta(days=40)
+    start = datetime.now(UTC) - timedelta(days=40)
     sizes = {"vault": 80e6, "postgres": 600e6, "minio": 2e9}
     for day in range(40):
         for source, size in sizes.items():
             sizes[source] = size * rng.uniform(0.99, 1.03)
             status = Status.FAILED if (day, source) == (17, "minio") else Status.OK
             result = RunResult(source, "local", status, "synthetic", duration=60 + rng.uniform(0, 120),
-                               figures={"total_bytes_processed": int(sizes[source]), "repository_bytes": int(sizes[source] * 3)})
+                               figures={"total_bytes_processed": int(sizes[source]),
+                                        "repository_bytes": int(sizes[source] * 3)})
             history.record("backup", result, ended_at=start + timedelta(days=day, hours=2))
             if day % 7 == 6:
                 history.record("prune", RunResult(source, "local", Status.OK, "pruned", duration=30, figures={
-                    "deduplication_ratio": 8 + day / 5 + rng.uniform(0, 1), "repository_bytes": int(sizes[source] * 3)}),
+                    "deduplication_ratio": 8 + day / 5 + rng.uniform(0, 1),
+                    "repository_bytes": int(sizes[source] * 3)}),
                     ended_at=start + timedelta(days=day, hours=4))
             if day % 14 == 13:
                 history.record("restore-test", RunResult(source, "local", Status.OK, "restored",

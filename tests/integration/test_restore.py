@@ -6,12 +6,15 @@ import subprocess
 import pytest
 from click.testing import CliRunner
 
-from runner import images, recover, restic
+from runner import images
 from runner.cli import cli as runner_cli
 from runner.engine import INSTANCE_LABEL, Mount, instance
-from runner.history import open_history
-from runner.repositories import restic_job
-from runner.sources import minio, postgres, vault
+from runner.monitoring.history import open_history
+from runner.repository import opened
+from runner.restoring import destination_for
+from runner.sources.minio import backup as minio
+from runner.sources.postgres import backup as postgres
+from runner.sources.vault import backup as vault
 from runner.workspace import job_dir
 from tests.integration.conftest import private_file, write_config
 from tests.integration.services import S3, OpenBao, Postgres
@@ -65,12 +68,13 @@ def leftovers(stack):
     """This installation's job and throwaway containers and networks still present."""
     label = f"label={INSTANCE_LABEL}={instance(stack['settings'])}"
     containers = subprocess.run(["podman", "ps", "-a", "-q", "--filter", label], capture_output=True, text=True).stdout
-    networks = subprocess.run(["podman", "network", "ls", "-q", "--filter", label], capture_output=True, text=True).stdout
+    networks = subprocess.run(["podman", "network", "ls", "-q", "--filter", label],
+                              capture_output=True, text=True).stdout
     return containers.split(), networks.split()
 
 
-def access(stack, source):
-    return recover.open_repository(recover.destination_for(stack["settings"], None), source)
+def repository(engine, stack, source):
+    return opened(stack["settings"], engine, destination_for(stack["settings"], None), source)
 
 
 def test_good_backups_pass_their_restore_tests_and_leave_nothing_behind(stack):
@@ -93,25 +97,19 @@ def test_good_backups_pass_their_restore_tests_and_leave_nothing_behind(stack):
 
 
 def test_altered_row_fails_the_postgres_test_naming_the_table(engine, stack, tmp_path):
-    settings = stack["settings"]
-    repo = access(stack, "postgres")
-    snapshot = recover.find_snapshot(engine, repo, "postgres")
-    sidecar = recover.find_snapshot(engine, repo, f"for:{snapshot['id']}")
-    recover.fetch(settings, engine, repo, snapshot, tmp_path / "dump")
-    recover.fetch(settings, engine, repo, sidecar, tmp_path / "manifest")
-    dump = tmp_path / "dump" / postgres.DUMP_FILENAME
-    dump.chmod(0o644)
-    text = dump.read_text()
-    assert "\tcustomer 42\t" in text
-    dump.write_text(text.replace("\tcustomer 42\t", "\tcustomer 4242\t", 1))
-    planted = engine.run(restic_job(repo, "plant", restic.backup_from_command(
-        repo.repository, ["cat", f"/dump/{postgres.DUMP_FILENAME}"], filename=postgres.DUMP_FILENAME,
-        host=settings.restic.host, tags=["postgres"]), (Mount(tmp_path / "dump", "/dump"),)))
-    planted_id = restic.parse_output(planted.stdout).summary["snapshot_id"]
-    sidecar_argv = restic.backup(repo.repository, ["/sidecar"], host=settings.restic.host,
-                                 tags=["postgres-manifest", f"for:{planted_id}"])
-    assert engine.run(restic_job(repo, "plant-manifest", sidecar_argv,
-                                 (Mount(tmp_path / "manifest" / "sidecar", "/sidecar"),))).ok
+    with repository(engine, stack, "postgres") as repo:
+        snapshot = repo.find("postgres")
+        sidecar = repo.find(f"for:{snapshot.id}")
+        repo.restore(snapshot, tmp_path / "dump")
+        repo.restore(sidecar, tmp_path / "manifest")
+        dump = tmp_path / "dump" / postgres.DUMP_FILENAME
+        dump.chmod(0o644)
+        text = dump.read_text()
+        assert "\tcustomer 42\t" in text
+        dump.write_text(text.replace("\tcustomer 42\t", "\tcustomer 4242\t", 1))
+        planted = repo.backup(tags=["postgres"], command=["cat", f"/dump/{postgres.DUMP_FILENAME}"],
+                              filename=postgres.DUMP_FILENAME, mounts=[Mount(tmp_path / "dump", "/dump")])
+        repo.after_backup(planted.summary.snapshot_id, tmp_path / "manifest" / "sidecar", ["postgres-manifest"])
     code, results = restore_test(stack, "postgres")
     assert code == 1
     assert results["postgres"]["status"] == "restore mismatch"
@@ -120,17 +118,17 @@ def test_altered_row_fails_the_postgres_test_naming_the_table(engine, stack, tmp
 
 
 def test_truncated_vault_snapshot_fails_the_vault_test(engine, stack, tmp_path):
-    repo = access(stack, "vault")
-    recover.fetch(stack["settings"], engine, repo, recover.find_snapshot(engine, repo, "vault"), tmp_path / "good")
-    bad = job_dir(tmp_path / "vault", stack["settings"])
-    good = (tmp_path / "good" / "vault" / vault.SNAPSHOT).read_bytes()
-    (bad / vault.SNAPSHOT).write_bytes(good[: len(good) // 2])
-    (bad / vault.SNAPSHOT).chmod(0o644)
-    argv = restic.backup(repo.repository, [f"/vault/{vault.SNAPSHOT}"], host=stack["settings"].restic.host, tags=["vault"])
-    assert engine.run(restic_job(repo, "plant", argv, (Mount(bad, "/vault"),))).ok
+    with repository(engine, stack, "vault") as repo:
+        repo.restore(repo.find("vault"), tmp_path / "good")
+        bad = job_dir(tmp_path / "vault", stack["settings"])
+        good = (tmp_path / "good" / "vault" / vault.SNAPSHOT).read_bytes()
+        (bad / vault.SNAPSHOT).write_bytes(good[: len(good) // 2])
+        (bad / vault.SNAPSHOT).chmod(0o644)
+        repo.backup(tags=["vault"], paths=[f"/vault/{vault.SNAPSHOT}"], mounts=[Mount(bad, "/vault")])
     code, results = restore_test(stack, "vault")
     assert code == 1
-    assert results["vault"]["status"] == "restore mismatch" and "not a complete gzip'd tar" in results["vault"]["message"]
+    assert (results["vault"]["status"] == "restore mismatch"
+            and "not a complete gzip'd tar" in results["vault"]["message"])
     assert leftovers(stack) == ([], [])
 
 
@@ -140,9 +138,8 @@ def test_missing_object_fails_the_minio_test_naming_it(engine, stack):
     manifest = json.loads((mirror / minio.MANIFEST).read_text())
     victim = sorted(manifest["objects"])[7]
     (mirror / minio.OBJECTS / victim).unlink()
-    repo = access(stack, "minio")
-    argv = restic.backup(repo.repository, [minio.INSIDE], host=settings.restic.host, tags=["minio"])
-    assert engine.run(restic_job(repo, "plant", argv, (Mount(mirror, minio.INSIDE),))).ok
+    with repository(engine, stack, "minio") as repo:
+        repo.backup(tags=["minio"], paths=[minio.INSIDE], mounts=[Mount(mirror, minio.INSIDE)])
     code, results = restore_test(stack, "minio")
     assert code == 1
     assert results["minio"]["status"] == "restore mismatch" and f"{victim} is missing" in results["minio"]["message"]

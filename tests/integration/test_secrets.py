@@ -14,10 +14,10 @@ from click.testing import CliRunner
 from podman.domain.containers_manager import ContainersManager
 from testcontainers.core.container import DockerContainer
 
-from runner import secretmap
 from runner.cli import cli
+from runner.secrets.catalog import catalog
 from runner.settings import Settings
-from runner.sources import vault as vault_source
+from runner.sources.vault.backup import verify_snapshot
 from runner.workspace import job_dir
 from tests.integration.conftest import private_file, run_tools, write_config
 from tests.integration.services import S3, OpenBao, Postgres
@@ -91,7 +91,7 @@ def stack(tmp_path_factory, engine, settings, testcontainers_env):
                 path="offsite-backup/minio", secret={"access_key": "AKIATESTTESTTEST", "secret_key": MINIO_SECRET})
             assert cli_run(configured, root, "vault", "agent-config", "-o", str(root / "agent.hcl")).exit_code == 0
             agent = Agent(configured, root / "agent.hcl").start()
-            files = [s.path for s in secretmap.catalog(configured)] + [vault_source.token_file(configured)]
+            files = [s.path for s in catalog(configured)]  # the agent's token among them
             try:
                 wait_for(lambda: all(p.exists() for p in files), "the agent did not render every secret file")
             except TimeoutError:
@@ -120,7 +120,8 @@ def test_bootstrap_reports_what_it_created_and_is_idempotent(stack):
     for line in ("created:   policy offsite-backup", "created:   role-id file", "created:   secret-id file",
                  "generated restic repository password of vault", "generated restic repository password of minio"):
         assert line in output, output
-    again = cli_run(stack["settings"], stack["root"], "vault", "bootstrap", "--token-file", str(stack["root"] / "admin-token"))
+    again = cli_run(stack["settings"], stack["root"], "vault", "bootstrap",
+                    "--token-file", str(stack["root"] / "admin-token"))
     assert again.exit_code == 0
     assert "unchanged: policy offsite-backup" in again.output
     assert "generated" not in again.output
@@ -132,7 +133,8 @@ def test_rendered_files_are_private_and_owned_by_the_job_user(stack):
         info = path.stat()
         assert oct(info.st_mode & 0o777) == "0o400", path
         assert f"{info.st_uid}:{info.st_gid}" == stack["settings"].jobs.user, path
-    assert "aws_secret_access_key = " + MINIO_SECRET in (stack["settings"].paths.secrets_dir / "minio-credentials").read_text()
+    credentials = (stack["settings"].paths.secrets_dir / "minio-credentials").read_text()
+    assert "aws_secret_access_key = " + MINIO_SECRET in credentials
 
 
 def test_backup_of_every_source_with_rendered_secrets_leaks_none(stack, monkeypatch):
@@ -149,12 +151,14 @@ def test_backup_of_every_source_with_rendered_secrets_leaks_none(stack, monkeypa
     assert cli_run(settings, root, "repo", "init").exit_code == 0
     result = cli_run(settings, root, "--log-level", "TRACE", "exec", "backup", "all", "--json")
     assert result.exit_code == 0, result.output
-    assert {r["source"]: r["status"] for r in json.loads(result.stdout)} == {"vault": "ok", "postgres": "ok", "minio": "ok"}
+    assert ({r["source"]: r["status"] for r in json.loads(result.stdout)}
+            == {"vault": "ok", "postgres": "ok", "minio": "ok"})
 
     known = [bao.root_token, PG_PASSWORD, MINIO_SECRET,
              (settings.paths.secrets_dir / "vault-snapshot-token").read_text().strip(),
              (settings.secrets.approle_dir / "secret-id").read_text().strip()]
-    known += [bao.client.secrets.kv.v2.read_secret_version(path=f"offsite-backup/restic/{s}", raise_on_deleted_version=True)["data"]["data"]["password"]
+    known += [bao.client.secrets.kv.v2.read_secret_version(path=f"offsite-backup/restic/{s}",
+                                                           raise_on_deleted_version=True)["data"]["data"]["password"]
               for s in ("vault", "postgres", "minio")]
     state_files = [p for p in settings.paths.state_dir.rglob("*") if p.is_file()]
     assert inspections and state_files
@@ -204,7 +208,8 @@ def test_policy_reads_backup_secrets_and_snapshots_only(stack):
     approle = settings.secrets.approle_dir
     client = hvac.Client(url=bao.url)
     client.auth.approle.login(role_id=(approle / "role-id").read_text(), secret_id=(approle / "secret-id").read_text())
-    assert client.secrets.kv.v2.read_secret_version(path="offsite-backup/minio", raise_on_deleted_version=True)["data"]["data"]["secret_key"] == MINIO_SECRET
+    minio_secret = client.secrets.kv.v2.read_secret_version(path="offsite-backup/minio", raise_on_deleted_version=True)
+    assert minio_secret["data"]["data"]["secret_key"] == MINIO_SECRET
     assert client.sys.take_raft_snapshot().status_code == 200
     bao.client.secrets.kv.v2.create_or_update_secret(path="other-app/db", secret={"password": "not-for-backups"})
     forbidden = [
@@ -232,7 +237,8 @@ def test_missing_key_is_reported_by_the_agent_and_the_job_refuses(stack, tmp_pat
     agent = Agent(broken, tmp_path / "agent.hcl")
     agent.start()
     try:
-        wait_for(lambda: 'no entry for key \\"secret_key\\"' in agent.logs_text(), "the agent did not report the missing key")
+        wait_for(lambda: 'no entry for key \\"secret_key\\"' in agent.logs_text(),
+                 "the agent did not report the missing key")
         wait_for(lambda: agent.get_wrapped_container().reload() or agent.get_wrapped_container().status == "exited",
                  "the agent did not stop on the rendering error")
     finally:
@@ -268,4 +274,4 @@ def test_recovery_kit_alone_restores_vault(stack, tmp_path):
     assert len(json.loads(listing)) >= 1
     run_tools(settings, "restic", "-r", "/repo", "--password-file", "/work/password", "--no-cache", "restore",
               "latest", "--tag", "vault", "--target", "/work/restore", mounts=(f"{location}:/repo", f"{workdir}:/work"))
-    assert vault_source.verify_snapshot(workdir / "restore" / "vault" / "vault-raft.snap")["Index"] > 0
+    assert verify_snapshot(workdir / "restore" / "vault" / "vault-raft.snap")["Index"] > 0

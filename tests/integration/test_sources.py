@@ -9,15 +9,15 @@ import tarfile
 import pytest
 from click.testing import CliRunner
 
-from runner import destinations, repositories, restic
+from runner import destinations, inventory
 from runner.backup import back_up
 from runner.cli import cli
-from runner.engine import Mount
+from runner.repository import Repository
 from runner.results import Status
 from runner.settings import Settings
-from runner.sources import SourceError, vault
-from runner.sources.minio import MANIFEST, OBJECTS
-from runner.workspace import job_dir
+from runner.sources import get as source_named
+from runner.sources.minio.backup import MANIFEST, OBJECTS
+from runner.sources.vault import backup as vault
 from tests.integration.conftest import private_file, run_tools, write_config
 from tests.integration.services import S3, OpenBao, Postgres
 
@@ -38,7 +38,8 @@ INSERT INTO orders (customer, total, placed, items)
 CREATE TABLE audit (line text);
 \\connect notes
 CREATE TABLE note (id int PRIMARY KEY, body text, tags text[]);
-INSERT INTO note SELECT g, repeat('note text ' || g || E'\\twith tab ', 3), ARRAY['a', 'b' || g] FROM generate_series(1, 300) g;
+INSERT INTO note SELECT g, repeat('note text ' || g || E'\\twith tab ', 3), ARRAY['a', 'b' || g]
+  FROM generate_series(1, 300) g;
 """
 
 
@@ -100,23 +101,17 @@ def backup(settings, tmp_path, *sources):
     return invoke(settings, tmp_path, "exec", "backup", *sources)
 
 
-def access(settings, source):
-    return destinations.configured(settings)[0].access(source)
+def repository(engine, settings, source):
+    destination = destinations.configured(settings)[0]
+    return Repository(engine, destination, destination.access(source))
 
 
 def snapshots(engine, settings, source, tag=None):
-    repo = access(settings, source)
-    result = engine.run(repositories.restic_job(repo, "snapshots", restic.snapshots(repo.repository, tags=[tag or source])))
-    assert result.ok, result.describe()
-    return restic.parse_output(result.stdout).documents[0]
+    return repository(engine, settings, source).snapshots(tag or source)
 
 
 def restore(engine, settings, source, snapshot, target):
-    repo = access(settings, source)
-    job_dir(target, settings)
-    result = engine.run(repositories.restic_job(repo, "restore", restic.restore(repo.repository, snapshot, "/restore"),
-                                                (Mount(target, "/restore", read_only=False),)))
-    assert result.ok, result.describe()
+    repository(engine, settings, source).restore(snapshot, target)
     return target
 
 
@@ -133,7 +128,7 @@ def test_vault_snapshot_is_backed_up_byte_identical(engine, settings, tmp_path, 
     assert code == 0, results
     figures = results["vault"]["figures"]
     [snapshot] = snapshots(engine, configured, "vault")
-    restored = restore(engine, configured, "vault", snapshot["id"], tmp_path / "restored") / "vault" / vault.SNAPSHOT
+    restored = restore(engine, configured, "vault", snapshot, tmp_path / "restored") / "vault" / vault.SNAPSHOT
     assert hashlib.sha256(restored.read_bytes()).hexdigest() == figures["snapshot_sha256"]
     assert vault.verify_snapshot(restored)["Index"] == figures["raft_index"]
     assert staging_is_empty(configured)
@@ -165,8 +160,8 @@ def test_damaged_snapshot_is_not_uploaded(engine, settings, tmp_path, bao, monke
         return client
 
     monkeypatch.setattr(vault, "client", client_with_damaged_snapshots)
-    repositories.init(engine, destinations.configured(configured), ["vault"])
-    [result] = back_up(configured, engine, "vault", destinations.configured(configured))
+    inventory.init(engine, destinations.configured(configured), ["vault"])
+    [result] = back_up(configured, engine, source_named("vault"), destinations.configured(configured))
     assert result.status is Status.FAILED
     assert "snapshot" in result.message and ("complete" in result.message or "SHA256SUMS" in result.message)
     assert snapshots(engine, configured, "vault") == []
@@ -189,15 +184,15 @@ def altered_snapshot(good: bytes) -> bytes:
 # PostgreSQL ------------------------------------------------------------------------------------
 
 def restored_dump(engine, settings, tmp_path):
-    dumps = [s for s in snapshots(engine, settings, "postgres") if "postgres-manifest" not in s.get("tags", [])]
+    dumps = [s for s in snapshots(engine, settings, "postgres") if "postgres-manifest" not in s.tags]
     [snapshot] = dumps
-    target = restore(engine, settings, "postgres", snapshot["id"], tmp_path / "restored")
+    target = restore(engine, settings, "postgres", snapshot, tmp_path / "restored")
     return snapshot, target / "pg_dumpall.sql"
 
 
 def manifest_of(engine, settings, tmp_path, snapshot_id):
     [sidecar] = snapshots(engine, settings, "postgres", tag=f"for:{snapshot_id}")
-    target = restore(engine, settings, "postgres", sidecar["id"], tmp_path / "manifest")
+    target = restore(engine, settings, "postgres", sidecar, tmp_path / "manifest")
     return json.loads((target / "sidecar" / "postgres-manifest.json").read_text())
 
 
@@ -207,7 +202,8 @@ def load_into_fresh_server(settings, dump, tmp_path):
     os.chmod(dump.parent, 0o755)
     os.chmod(dump, 0o644)
     # The fresh server already has its bootstrap role: that one CREATE ROLE is the expected error.
-    script = "sed '/^CREATE ROLE postgres;$/d' /dump/pg_dumpall.sql | psql -v ON_ERROR_STOP=1 -qX -h \"$0\" -U postgres -d postgres"
+    script = ("sed '/^CREATE ROLE postgres;$/d' /dump/pg_dumpall.sql "
+              "| psql -v ON_ERROR_STOP=1 -qX -h \"$0\" -U postgres -d postgres")
     loaded = run_tools(settings, "sh", "-c", script,
                        fresh.address, mounts=(f"{dump.parent}:/dump:ro",), env={"PGPASSWORD": fresh.password})
     return fresh, loaded
@@ -221,7 +217,7 @@ def test_postgres_dump_restores_equal_rows(engine, settings, tmp_path, postgres,
     figures = results["postgres"]["figures"]
     assert figures["total_bytes_processed"] > 100_000 and figures["data_added_packed"] > 0
     snapshot, dump = restored_dump(engine, configured, tmp_path)
-    manifest = manifest_of(engine, configured, tmp_path, snapshot["id"])
+    manifest = manifest_of(engine, configured, tmp_path, snapshot.id)
     assert manifest["databases"]["shop"]["public.orders"]["rows"] == 2000
     assert manifest["databases"]["notes"]["public.note"]["rows"] == 300
     assert manifest["dump_bytes"] == dump.stat().st_size
@@ -248,7 +244,8 @@ def test_dump_failing_midway_leaves_no_snapshot(engine, settings, tmp_path, post
     # A role that can read everything but one table of the second database: pg_dumpall gets
     # through the first databases, then fails.
     postgres.load("""
-        DO $$ BEGIN CREATE ROLE dumper LOGIN PASSWORD 'dumper-password'; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+        DO $$ BEGIN CREATE ROLE dumper LOGIN PASSWORD 'dumper-password';
+            EXCEPTION WHEN duplicate_object THEN NULL; END $$;
         \\connect notes
         GRANT SELECT ON ALL TABLES IN SCHEMA public TO dumper;
         \\connect shop
@@ -293,7 +290,7 @@ def test_minio_mirror_is_backed_up_with_metadata_and_incrementally(engine, setti
     kept = {path: item for path, item in objects.items() if "/tmp/" not in path}
     assert results["minio"]["figures"]["objects"] == len(kept) == 45
     [first] = snapshots(engine, configured, "minio")
-    restored = restore(engine, configured, "minio", first["id"], tmp_path / "first") / "minio"
+    restored = restore(engine, configured, "minio", first, tmp_path / "first") / "minio"
     manifest = json.loads((restored / MANIFEST).read_text())
     restored_objects = restored / OBJECTS
     files = {str(p.relative_to(restored_objects)) for p in restored_objects.rglob("*") if p.is_file()}
@@ -318,8 +315,8 @@ def test_minio_mirror_is_backed_up_with_metadata_and_incrementally(engine, setti
     assert code == 0, results
     assert results["minio"]["figures"]["transferred"] == 2
     assert results["minio"]["figures"]["deleted"] == 1
-    second = [s for s in snapshots(engine, configured, "minio") if s["id"] != first["id"]][0]
-    latest = restore(engine, configured, "minio", second["id"], tmp_path / "second") / "minio" / OBJECTS
+    second = [s for s in snapshots(engine, configured, "minio") if s.id != first.id][0]
+    latest = restore(engine, configured, "minio", second, tmp_path / "second") / "minio" / OBJECTS
     assert not (latest / deleted).exists() and (restored_objects / deleted).exists()
     for path in changed:
         assert (latest / path).read_bytes() == b"changed " + path.encode()

@@ -1,18 +1,18 @@
 """Alert decisions, status and RPO over a real SQLite history (no containers needed)."""
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from click.testing import CliRunner
 
-from runner.alerts import decide
 from runner.cli import cli
-from runner.history import History
+from runner.monitoring.alerts import decide
+from runner.monitoring.history import History
+from runner.monitoring.status import overview
 from runner.results import RunResult, Status
 from runner.settings import Settings
-from runner.status import overview
 from tests.conftest import write_config
 
-NOW = datetime(2026, 11, 27, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
 def settings_for(tmp_path) -> Settings:
@@ -69,19 +69,19 @@ def test_past_the_rpo_status_fails_and_alerts_once(tmp_path):
 
 def test_recent_success_is_healthy(tmp_path):
     settings, history = settings_for(tmp_path), History(tmp_path / "history.sqlite")
-    backup(history, at=datetime.now(timezone.utc) - timedelta(hours=2))
+    backup(history, at=datetime.now(UTC) - timedelta(hours=2))
     config = write_config(settings, tmp_path / "runner.toml")
     result = CliRunner().invoke(cli, ["--config", str(config), "status"], prog_name="runner")
     assert result.exit_code == 0, result.output
 
 
 def test_unit_failure_alerts_only_when_the_runner_recorded_nothing(tmp_path):
-    from runner.alerts import unit_failed
+    from runner.monitoring.alerts import unit_failed
 
     settings, history = settings_for(tmp_path), History(tmp_path / "history.sqlite")
     [alert] = unit_failed(settings, "offsite-backup-postgres.service", within=3600)
     assert alert.kind == "runner did not run" and "journalctl -u offsite-backup-postgres.service" in alert.message
     assert unit_failed(settings, "offsite-backup-postgres.service", within=3600) == []  # once
-    resolved = decide(settings, history, [backup(history, at=datetime.now(timezone.utc))])
+    resolved = decide(settings, history, [backup(history, at=datetime.now(UTC))])
     assert [(a.event, a.kind) for a in resolved] == [("RESOLVED", "runner did not run")]
     assert unit_failed(settings, "offsite-backup-postgres.service", within=3600) == []  # runs were recorded

@@ -113,7 +113,8 @@ def test_nas_preflight_rejects_a_port_that_is_not_ssh(tmp_path):
         server.bind(("127.0.0.1", 0))
         server.listen()
         port = server.getsockname()[1]
-        threading.Thread(target=lambda: server.accept()[0].sendall(b"HTTP/1.1 400 Bad Request\r\n"), daemon=True).start()
+        threading.Thread(target=lambda: server.accept()[0].sendall(b"HTTP/1.1 400 Bad Request\r\n"),
+                         daemon=True).start()
         with pytest.raises(DestinationUnavailable, match="answers, but not as an SSH server"):
             destinations.wait_for_ssh("nas", "127.0.0.1", port, 2)
 

@@ -27,3 +27,5 @@ def test_readme_names_both_commands_and_ci_runs_the_test_command():
     readme = (PROJECT_ROOT / "README.md").read_text()
     assert "./scripts/try" in readme and "./scripts/test" in readme
     assert "./scripts/test" in (PROJECT_ROOT / ".ci" / "run").read_text()
+    test_command = (PROJECT_ROOT / "scripts" / "test").read_text()
+    assert ".venv/bin/ruff check ." in test_command and ".venv/bin/mypy" in test_command

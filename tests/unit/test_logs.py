@@ -3,7 +3,8 @@ from runner import logs
 
 def test_registered_secret_is_masked_everywhere():
     logs.register_secret("Zq8-very-secret-value")
-    assert logs.mask("token is Zq8-very-secret-value, again Zq8-very-secret-value") == "token is ********, again ********"
+    assert (logs.mask("token is Zq8-very-secret-value, again Zq8-very-secret-value")
+            == "token is ********, again ********")
 
 
 def test_assignments_and_url_credentials_are_masked_without_registration():

@@ -1,13 +1,13 @@
 import sqlite3
 import threading
 import time
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 
 from runner import restic
 from runner.engine import JOB_HOSTNAME
-from runner.history import MIGRATIONS, History, migrate
-from runner.locking import parse_locks, repository_lock
+from runner.locking import repository_lock
 from runner.maintenance import rotating_subset
+from runner.monitoring.history import MIGRATIONS, History, migrate
 from runner.results import EXIT_DEFERRED, RunResult, Status, exit_code
 from runner.settings import Settings
 
@@ -33,10 +33,11 @@ def test_check_and_forget_arguments():
 
 def test_lock_report_parsing():
     lines = ["lock 0a1b", "{", '  "time": "2026-11-27T13:03:38.236759949Z",', f'  "hostname": "{JOB_HOSTNAME}",',
-             '  "pid": 6,', '  "exclusive": true', "}", "lock 2c3d", '{"time": "2026-01-01T00:00:00Z", "hostname": "laptop", "pid": 9}']
-    first, second = parse_locks(lines)
+             '  "pid": 6,', '  "exclusive": true', "}",
+             "lock 2c3d", '{"time": "2026-01-01T00:00:00Z", "hostname": "laptop", "pid": 9}']
+    first, second = restic.parse_locks(lines)
     assert (first.id, first.hostname, first.pid, first.exclusive) == ("0a1b", JOB_HOSTNAME, 6, True)
-    assert first.time == datetime(2026, 11, 27, 13, 3, 38, 236759, tzinfo=timezone.utc)
+    assert first.time == datetime(2026, 11, 27, 13, 3, 38, 236759, tzinfo=UTC)
     assert second.hostname == "laptop" and second.age() > 0
 
 
@@ -66,7 +67,8 @@ def test_second_run_on_a_repository_waits_then_is_skipped(tmp_path):
 
 
 def test_skipped_runs_exit_like_deferred_ones():
-    assert exit_code([RunResult("vault", "nas", Status.SKIPPED), RunResult("vault", "local", Status.OK)]) == EXIT_DEFERRED
+    assert exit_code([RunResult("vault", "nas", Status.SKIPPED),
+                      RunResult("vault", "local", Status.OK)]) == EXIT_DEFERRED
     assert Status.CHECK_FAILED.is_failure
 
 
@@ -76,7 +78,8 @@ def test_history_records_runs_and_removed_snapshots(tmp_path):
                        figures={"repository_bytes": 10}, removed=[{"id": "abc", "time": "2025-01-01T12:00:00Z"}])
     run_id = history.record("prune", result)
     [run] = history.runs(kind="prune")
-    assert (run.id, run.source, run.status, run.figures, run.duration) == (run_id, "vault", "ok", {"repository_bytes": 10}, 3.5)
+    assert ((run.id, run.source, run.status, run.figures, run.duration)
+            == (run_id, "vault", "ok", {"repository_bytes": 10}, 3.5))
     assert abs((run.ended_at - run.started_at).total_seconds() - 3.5) < 0.01
     assert history.removed_snapshots(run_id)[0]["snapshot_id"] == "abc"
     assert History(tmp_path / "history.sqlite").runs() == [run]  # reopening migrates nothing twice

@@ -1,7 +1,14 @@
 import json
 
 from runner.quota import QuotaCheck, UploadLedger, today
-from runner.results import EXIT_DEFERRED, EXIT_FAILED, EXIT_OK, RunResult, Status, exit_code
+from runner.results import (
+    EXIT_DEFERRED,
+    EXIT_FAILED,
+    EXIT_OK,
+    RunResult,
+    Status,
+    exit_code,
+)
 from runner.settings import Settings
 
 
@@ -43,6 +50,9 @@ def test_exit_codes():
 
 
 def test_sizes():
-    assert Settings(destinations={"a": {"kind": "local", "bandwidth_limit": "10MB"}}).destinations["a"].bandwidth_limit == 10_000_000
-    assert Settings(destinations={"a": {"kind": "local", "bandwidth_limit": "10MiB"}}).destinations["a"].bandwidth_limit == 10 * 1024**2
-    assert Settings(destinations={"a": {"kind": "local", "daily_upload_quota": "750GB"}}).destinations["a"].daily_upload_quota == 750 * 10**9
+    decimal = Settings(destinations={"a": {"kind": "local", "bandwidth_limit": "10MB"}}).destinations["a"]
+    assert decimal.bandwidth_limit == 10_000_000
+    binary = Settings(destinations={"a": {"kind": "local", "bandwidth_limit": "10MiB"}}).destinations["a"]
+    assert binary.bandwidth_limit == 10 * 1024**2
+    quota = Settings(destinations={"a": {"kind": "local", "daily_upload_quota": "750GB"}}).destinations["a"]
+    assert quota.daily_upload_quota == 750 * 10**9

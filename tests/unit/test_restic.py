@@ -1,7 +1,7 @@
 import pytest
 
 from runner import restic
-from runner.restic import Outcome, Repository
+from runner.restic import Outcome, OutputError, Repository
 
 PASSWORD = "correct horse battery staple 42"
 # A summary line as restic 0.18.0 printed it in the tools image.
@@ -102,3 +102,70 @@ def test_parse_errors_and_exit_error():
 def test_parse_snapshot_listing():
     output = restic.parse_output(['[{"id":"abc","short_id":"abc","paths":["/data"]}]'])
     assert output.documents == [[{"id": "abc", "short_id": "abc", "paths": ["/data"]}]]
+
+
+def test_restore_progress_lines():
+    line = '{"message_type":"status","percent_done":0.5,"total_bytes":200,"bytes_restored":100}'
+    assert restic.restore_progress(line) == "50% restored (100 of 200 bytes)"
+    assert restic.restore_progress('{"message_type":"summary"}') is None
+
+
+
+
+SNAPSHOT = ('{"time":"2026-11-30T04:30:30.601092348Z","tree":"7846d35b","paths":["/data"],"hostname":"homeserver",'
+            '"tags":["postgres-manifest","for:abc"],"id":"e865ce704193a6b9","short_id":"e865ce70"}')
+
+
+def test_snapshots_parse_into_typed_snapshots():
+    [snapshot] = restic.parse_snapshots([f"[{SNAPSHOT}]"])
+    assert (snapshot.id, snapshot.short_id, snapshot.paths, snapshot.hostname) == (
+        "e865ce704193a6b9", "e865ce70", ("/data",), "homeserver")
+    assert snapshot.tag_value("for:") == "abc" and snapshot.tag_value("nope:") is None
+    assert restic.parse_snapshots(["[]"]) == []
+
+
+@pytest.mark.parametrize("parse, lines", [
+    (restic.parse_snapshots, []),  # nothing at all is not "no snapshots"
+    (restic.parse_snapshots, ["Fatal: unable to open config file"]),
+    (restic.parse_snapshots, ['{"message_type":"summary"}']),
+    (restic.parse_snapshots, ['[{"id":"abc"}]']),  # a snapshot without its time
+    (restic.parse_snapshots, ["[]", "[]"]),
+    (restic.parse_backup, ['{"message_type":"status","percent_done":1}']),
+    (restic.parse_backup, ['{"message_type":"summary","total_files_processed":1}']),
+    (restic.parse_stats, []),
+    (restic.parse_stats, ['{"total_size":"12","snapshots_count":1}']),
+    (restic.parse_forget, ['[{"keep":"everything"}]']),
+    (restic.parse_forget, ["not json"]),
+    (restic.parse_ls, ['{"name":"a","type":"file","path":"/a"}']),  # no snapshot line first
+    (restic.parse_locks, ["stray text"]),
+    (restic.parse_locks, ["lock 0a1b", "{not json"]),
+])
+def test_output_that_is_not_what_restic_documents_raises(parse, lines):
+    with pytest.raises(OutputError):
+        parse(lines)
+
+
+def test_backup_summary_prefers_the_packed_size():
+    summary = restic.parse_backup(['{"message_type":"status","percent_done":0.5}', SUMMARY_LINE])
+    assert summary.snapshot_id.startswith("07fbd234") and summary.bytes_added == 957
+    assert (summary.files_processed, summary.bytes_processed) == (1, 3)
+    assert summary.raw["data_added"] == 1056
+
+
+def test_stats_are_found_after_a_backup_summary():
+    stats = restic.parse_stats([SUMMARY_LINE, '{"total_size":985,"total_uncompressed_size":1871,'
+                                '"compression_ratio":1.899,"compression_space_saving":47.35,"snapshots_count":1}'])
+    assert (stats.total_size, stats.uncompressed_size, stats.snapshots) == (985, 1871, 1)
+    restore_size = restic.parse_stats(['{"total_size":3,"total_file_count":5,"snapshots_count":1}'])
+    assert restore_size.uncompressed_size is None and restore_size.compression_ratio is None
+
+
+def test_forget_groups_keep_and_remove():
+    [group] = restic.parse_forget([f'[{{"tags":null,"keep":[{SNAPSHOT}],"remove":null}}]'])
+    assert [s.short_id for s in group.keep] == ["e865ce70"] and group.remove == ()
+
+
+def test_ls_lists_nodes_after_the_snapshot_line():
+    nodes = restic.parse_ls([SNAPSHOT, '{"name":"a","type":"file","path":"/data/a","size":3,"message_type":"node"}',
+                             '{"name":"l","type":"symlink","path":"/data/l","message_type":"node"}'])
+    assert nodes == [restic.Node("/data/a", "file", 3), restic.Node("/data/l", "symlink", None)]

@@ -119,7 +119,8 @@ def test_runner_config_variable_selects_the_file(tmp_path, monkeypatch):
     assert load_settings().settings.log.level == "DEBUG"
 
 
-@pytest.mark.parametrize("text, seconds", [(90, 90), ("90", 90), ("90s", 90), ("15m", 900), ("6h", 21600), ("2d", 172800)])
+@pytest.mark.parametrize("text, seconds", [(90, 90), ("90", 90), ("90s", 90), ("15m", 900), ("6h", 21600),
+                                           ("2d", 172800)])
 def test_durations(text, seconds):
     assert Settings(jobs={"timeout": text}).jobs.timeout == seconds
 

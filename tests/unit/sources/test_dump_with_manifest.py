@@ -61,7 +61,8 @@ def test_checksum_follows_the_content(tmp_path):
     _, again = run(_dir(tmp_path, "b"), DUMP)
     changed = DUMP.replace("2\tbob", "2\tbobby")
     _, third = run(_dir(tmp_path, "c"), changed)
-    checksum = lambda path: json.loads(path.read_text())["databases"]["shop"]["public.customers"]["checksum"]
+    def checksum(path):
+        return json.loads(path.read_text())["databases"]["shop"]["public.customers"]["checksum"]
     assert checksum(first) == checksum(again) != checksum(third)
 
 

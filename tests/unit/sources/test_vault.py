@@ -1,12 +1,11 @@
 import hashlib
 import io
-import json
 import tarfile
 
 import pytest
 
 from runner.sources import SourceError
-from runner.sources.vault import verify_snapshot
+from runner.sources.vault.backup import verify_snapshot
 
 
 def snapshot(tmp_path, meta=b'{"Index": 42, "Term": 3}', state=b"raft state" * 100, sums=None, drop=()):

@@ -1,0 +1,83 @@
+"""Where each source stands on each destination, from the run history: the data behind
+`runner status`, the metrics, the alerts and the dashboard."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
+
+from runner.destinations import configured
+from runner.monitoring.history import History, Run
+from runner.settings import Settings
+from runner.sources import enabled
+
+OK = "ok"
+
+
+@dataclass
+class RepositoryStatus:
+    source: str
+    destination: str
+    last_success: datetime | None
+    age_hours: float | None
+    within_rpo: bool
+    last_outcome: str | None  # status of the latest backup run
+    last_run: datetime | None
+    last_size: int | None  # bytes processed by the latest successful backup
+    size_change: float | None  # against the successful backup before it (0.2 = +20 %)
+    repository_bytes: int | None
+    snapshots: int | None
+    last_restore_test: str | None
+    last_restore_test_at: datetime | None
+    last_restore_test_seconds: float | None
+
+    @property
+    def healthy(self) -> bool:
+        return self.within_rpo and self.last_outcome in (OK, "deferred by quota", "skipped by lock") \
+            and self.last_restore_test in (None, OK)
+
+    def as_dict(self) -> dict:
+        data = asdict(self)
+        for key, value in data.items():
+            if isinstance(value, datetime):
+                data[key] = value.isoformat(timespec="seconds")
+        data["healthy"] = self.healthy
+        return data
+
+
+def size_change(current: Run, previous: Run | None) -> float | None:
+    if previous is None or not previous.bytes_processed or current.bytes_processed is None:
+        return None
+    return (current.bytes_processed - previous.bytes_processed) / previous.bytes_processed
+
+
+def repository_status(settings: Settings, history: History, source: str, destination: str,
+                      now: datetime | None = None) -> RepositoryStatus:
+    now = now or datetime.now(UTC)
+    backups = history.runs(kind="backup", source=source, destination=destination)
+    successes = [run for run in backups if run.status == OK]
+    last, previous = (successes + [None, None])[:2]
+    age = (now - last.ended_at).total_seconds() / 3600 if last else None
+    change = size_change(last, previous) if last else None
+    sized = next((run for run in history.runs(source=source, destination=destination) if run.stored_bytes), None)
+    tests = history.runs(kind="restore-test", source=source, destination=destination, limit=1)
+    return RepositoryStatus(
+        source=source, destination=destination,
+        last_success=last.ended_at if last else None,
+        age_hours=round(age, 1) if age is not None else None,
+        within_rpo=age is not None and age * 3600 <= settings.monitoring.rpo,
+        last_outcome=backups[0].status if backups else None,
+        last_run=backups[0].ended_at if backups else None,
+        last_size=last.bytes_processed if last else None,
+        size_change=round(change, 3) if change is not None else None,
+        repository_bytes=sized.stored_bytes if sized else None,
+        snapshots=sized.figures.get("snapshots") if sized else None,
+        last_restore_test=tests[0].status if tests else None,
+        last_restore_test_at=tests[0].ended_at if tests else None,
+        last_restore_test_seconds=tests[0].duration if tests else None,
+    )
+
+
+def overview(settings: Settings, history: History, now: datetime | None = None) -> list[RepositoryStatus]:
+    return [repository_status(settings, history, source, destination.name, now)
+            for source in enabled(settings) for destination in configured(settings)]

@@ -1,0 +1,375 @@
+"""One restic repository (a source on a destination): every restic command on it, run in a job
+container, and its output returned as typed results.
+
+`opened()` is the one way a job gets a repository: the runner's lock held, the destination
+reachable, the repository present, stale locks of the runner's dead jobs removed. A restic command
+that fails, or whose output is not what restic documents, raises RepositoryError with the status
+and message the run reports; nothing here turns an unreadable answer into an empty one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+from loguru import logger
+
+from runner import restic
+from runner.destinations import (
+    Destination,
+    DestinationUnavailable,
+    RepositoryAccess,
+    RepositoryMissing,
+    init_hint,
+)
+from runner.engine import JOB_HOSTNAME, Engine, JobResult, JobSpec, Mount
+from runner.locking import repository_lock, skipped_message
+from runner.results import RunResult, Status
+from runner.settings import RetentionSettings, Settings
+from runner.workspace import job_dir
+
+DESTINATION_LABEL = "io.offsite-backup.destination"
+SOURCE_LABEL = "io.offsite-backup.source"
+SIDECAR = "/sidecar"
+RESTORE_TARGET = "/restore"
+LISTING = "/listing"
+# Exit code of the after-backup step when its second snapshot could not be stored.
+SIDECAR_FAILED = 86
+# Processes the unlock job starts and ends first, so that restic runs above the PIDs job containers use.
+SPENT_PIDS = 64
+
+Parsed = TypeVar("Parsed")
+
+
+class RepositoryError(Exception):
+    """A repository could not be used, or a restic command on it failed: the status and message to report."""
+
+    def __init__(self, status: Status, message: str, duration: float = 0.0):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.duration = duration
+
+    def __str__(self) -> str:
+        return self.message
+
+    def result(self, source: str, destination: str) -> RunResult:
+        return RunResult(source, destination, self.status, self.message, duration=self.duration)
+
+
+class SnapshotNotFound(RepositoryError):
+    def __init__(self, message: str):
+        super().__init__(Status.FAILED, message)
+
+
+@dataclass(frozen=True)
+class Forgotten:
+    kept: tuple[restic.Snapshot, ...]
+    removed: tuple[restic.Snapshot, ...]
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    passed: bool
+    problems: tuple[str, ...]  # what restic check reported, when it did not pass
+    duration: float
+
+
+@dataclass(frozen=True)
+class StoredBackup:
+    summary: restic.BackupSummary
+    duration: float
+
+
+class Repository:
+    """The handle on one repository. Commands run as job containers through the engine."""
+
+    def __init__(self, engine: Engine, destination: Destination, access: RepositoryAccess):
+        self.engine = engine
+        self.destination = destination
+        self.access = access
+        self.settings: Settings = destination.settings
+
+    @property
+    def source(self) -> str:
+        return self.access.source
+
+    @property
+    def location(self) -> str:
+        return self.access.location
+
+    @property
+    def _restic(self) -> restic.Repository:
+        return self.access.repository
+
+    # Running ------------------------------------------------------------------------------------
+
+    def job(self, name: str, argv: Sequence[str], mounts: Iterable[Mount] = (), networks: Iterable[str] = (),
+            env: Mapping[str, str] | None = None) -> JobSpec:
+        access = self.access
+        return JobSpec(
+            name=f"{name}-{access.source}-{access.destination}",
+            argv=tuple(argv),
+            mounts=(*access.mounts, *mounts),
+            networks=tuple(dict.fromkeys((*access.networks, *networks))),
+            env={**access.env, **(env or {})},
+            timeout=access.timeout,
+            labels={DESTINATION_LABEL: access.destination, SOURCE_LABEL: access.source},
+        )
+
+    def _run(self, name: str, argv: Sequence[str], mounts: Iterable[Mount] = (), *, networks: Iterable[str] = (),
+             env: Mapping[str, str] | None = None, progress: Callable[[str], str | None] | None = None,
+             entrypoint: tuple[str, ...] | None = None) -> JobResult:
+        spec = dataclasses.replace(self.job(name, argv, mounts, networks, env), progress=progress,
+                                   entrypoint=entrypoint)
+        result = self.engine.run(spec)
+        if not result.ok:
+            raise self.failure(result)
+        return result
+
+    def failure(self, result: JobResult) -> RepositoryError:
+        """A failed restic job as an error whose message says what happened and what to do."""
+        if result.timed_out:
+            return RepositoryError(Status.TIMED_OUT, result.describe(), result.duration)
+        assert result.exit_code is not None
+        said = restic.parse_output(result.stdout)
+        detail = said.exit_error or "; ".join(said.errors[-3:]) or "\n".join(result.output_tail[-5:])
+        status = Status.FAILED
+        outcome = restic.outcome(result.exit_code)
+        if outcome is restic.Outcome.REPOSITORY_MISSING:
+            status = Status.REPOSITORY_MISSING
+            detail = f"no repository at {self.location}: {init_hint(self.access.destination, self.source)}"
+        elif outcome is restic.Outcome.FATAL:
+            diagnosis = self.destination.diagnose(self.engine, self.access)
+            if diagnosis:
+                detail += f" (diagnosis: {diagnosis})"
+        message = f"{self.location}: {restic.explain(result.exit_code)}: {detail}"
+        return RepositoryError(status, message, result.duration)
+
+    def _parsed(self, parse: Callable[[list[str]], Parsed], lines: list[str], what: str) -> Parsed:
+        try:
+            return parse(lines)
+        except restic.OutputError as error:
+            raise RepositoryError(Status.FAILED, f"{self.location}: restic's {what} could not be read: {error}"
+                                  ) from None
+
+    # Existence ----------------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        """True when the repository opens with its password; False when there is none at the location."""
+        probe = self.engine.run(self.job("probe", restic.cat_config(self._restic)))
+        if probe.ok:
+            return True
+        if probe.exit_code is not None and restic.outcome(probe.exit_code) is restic.Outcome.REPOSITORY_MISSING:
+            return False
+        raise self.failure(probe)
+
+    def init(self) -> float:
+        """Create the repository (format 2, compressed); returns the seconds it took."""
+        return self._run("init", restic.init(self._restic)).duration
+
+    # Reading ------------------------------------------------------------------------------------
+
+    def snapshots(self, tag: str | None = None) -> list[restic.Snapshot]:
+        result = self._run("snapshots", restic.snapshots(self._restic, tags=[tag] if tag else []))
+        return self._parsed(restic.parse_snapshots, result.stdout, "snapshot list")
+
+    def find(self, tag: str, wanted: str = "latest") -> restic.Snapshot:
+        """The newest snapshot with this tag, or the one whose id starts with `wanted`."""
+        found = self.snapshots(tag)
+        if wanted != "latest":
+            found = [snapshot for snapshot in found if snapshot.id.startswith(wanted)]
+        if not found:
+            raise SnapshotNotFound(f"no {tag} snapshot {'' if wanted == 'latest' else wanted + ' '}in {self.location}")
+        return max(found, key=lambda snapshot: snapshot.time)
+
+    def stats(self, mode: str = "raw-data") -> restic.Stats:
+        """Size and snapshot count; takes no lock, so it never writes."""
+        result = self._run(f"stats-{mode}", restic.stats(self._restic, mode))
+        return self._parsed(restic.parse_stats, result.stdout, "statistics")
+
+    def storage(self, logical: bool = True) -> dict:
+        """Size, snapshot count, compression and (with `logical`, which walks every snapshot)
+        deduplication, as the figures of a run."""
+        figures = stored_figures(self.stats())
+        if logical:
+            figures["logical_bytes"] = self.stats("restore-size").total_size
+            if figures["logical_bytes"] and figures.get("uncompressed_bytes"):
+                figures["deduplication_ratio"] = _round(figures["logical_bytes"] / figures["uncompressed_bytes"])
+        return figures
+
+    def ls(self, snapshot: restic.Snapshot, work: Path) -> list[restic.Node]:
+        """Every node of the snapshot. The listing can be large: the job writes it to a file in `work`."""
+        job_dir(work, self.settings)
+        argv = ["sh", "-c", 'exec "$@" > "$0"', f"{LISTING}/nodes.json", *restic.ls(self._restic, snapshot.id)]
+        self._run("ls", argv, (Mount(work, LISTING, read_only=False),))
+        return self._parsed(restic.parse_ls, (work / "nodes.json").read_text().splitlines(), "listing")
+
+    def restore(self, snapshot: restic.Snapshot, target: Path, verify: bool = False) -> int:
+        """Restore the whole snapshot into `target`; return the bytes restored. With `verify`, restic
+        reads every restored file back and checks it against the repository."""
+        job_dir(target, self.settings)
+        self._run("restore", restic.restore(self._restic, snapshot.id, RESTORE_TARGET, verify=verify),
+                  (Mount(target, RESTORE_TARGET, read_only=False),), progress=restic.restore_progress)
+        return sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
+
+    def check(self, subset: str) -> CheckOutcome:
+        """`restic check`, reading `subset` of the data too. Errors it finds in the repository are an
+        outcome; a check that cannot run (locked, wrong password, timed out...) or whose report
+        cannot be read raises."""
+        result = self.engine.run(self.job("check", restic.check(self._restic, subset, self.settings.locks.retry_lock)))
+        if result.timed_out or result.exit_code not in (0, 1):
+            raise self.failure(result)
+        try:
+            report = restic.parse_check(result.stdout)
+        except restic.OutputError as error:
+            if not result.ok:  # no report: restic stopped before checking (e.g. it could not open the repository)
+                raise self.failure(result) from None
+            raise RepositoryError(Status.FAILED, f"{self.location}: restic's check report could not be read: {error}",
+                                  result.duration) from None
+        if result.ok and report.errors == 0:
+            return CheckOutcome(True, (), result.duration)
+        said = [line for line in result.stderr_tail if line.strip()][-4:]
+        packs = f"broken packs: {', '.join(p[:8] for p in report.broken_packs)}" if report.broken_packs else ""
+        problems = [f"{report.errors} error(s)", *report.messages[:3], *said, *filter(None, [packs])]
+        return CheckOutcome(False, tuple(problems), result.duration)
+
+    # Writing ------------------------------------------------------------------------------------
+
+    def backup(self, *, tags: Sequence[str], paths: Sequence[str] = (), command: Sequence[str] = (),
+               filename: str = "", excludes: Sequence[str] = (), mounts: Iterable[Mount] = (),
+               networks: Iterable[str] = (), env: Mapping[str, str] | None = None,
+               host: str | None = None) -> StoredBackup:
+        """One snapshot of `paths`, or of `command`'s output saved as `filename`, recorded as taken on
+        `host` (default: restic.host)."""
+        host, retry = host or self.settings.restic.host, self.settings.locks.retry_lock
+        if command:
+            argv = restic.backup_from_command(self._restic, command, filename=filename, host=host, tags=tags,
+                                              retry_lock=retry)
+        else:
+            argv = restic.backup(self._restic, paths, host=host, tags=tags, excludes=excludes, retry_lock=retry)
+        result = self._run("backup", argv, mounts, networks=networks, env=env)
+        return StoredBackup(self._parsed(restic.parse_backup, result.stdout, "backup summary"), result.duration)
+
+    def after_backup(self, snapshot_id: str, sidecar: Path | None,
+                     tags: Sequence[str]) -> tuple[int, restic.Stats | None]:
+        """In one job container: store `sidecar` (a directory the backup wrote, e.g. a manifest) as a
+        second snapshot tagged `for:<snapshot_id>`, then measure the repository. Returns the bytes the
+        sidecar added and the repository's statistics, None (and a warning) when those could not be
+        read: the backup is stored either way."""
+        steps, mounts = [], []
+        if sidecar:
+            argv = restic.backup(self._restic, [SIDECAR], host=self.settings.restic.host,
+                                 tags=[*tags, f"for:{snapshot_id}"])
+            steps.append(f"{shlex.join(argv)} || exit {SIDECAR_FAILED}")
+            mounts.append(Mount(sidecar, SIDECAR))
+        steps.append(f"{shlex.join(restic.stats(self._restic))} || true")
+        result = self.engine.run(self.job("after-backup", ["sh", "-c", "; ".join(steps)], mounts))
+        if not result.ok and sidecar:  # the sidecar failed (SIDECAR_FAILED), or the job timed out
+            raise RepositoryError(Status.FAILED, f"the snapshot {snapshot_id[:8]} was stored, but its manifest "
+                                  "could not be: " + " ".join(result.output_tail[-2:]), result.duration)
+        added = self._parsed(restic.parse_backup, result.stdout, "manifest summary").bytes_added if sidecar else 0
+        try:
+            return added, restic.parse_stats(result.stdout)
+        except restic.OutputError as error:
+            logger.warning("{}: the repository's size is unknown after this backup: {}", self.location, error)
+            return added, None
+
+    def forget(self, retention: RetentionSettings, tag: str) -> Forgotten:
+        """Apply the retention policy to the snapshots with this tag (nothing is pruned yet)."""
+        result = self._run("forget", restic.forget(
+            self._restic, daily=retention.keep_daily, monthly=retention.keep_monthly, yearly=retention.keep_yearly,
+            tags=[tag], retry_lock=self.settings.locks.retry_lock))
+        groups = self._parsed(restic.parse_forget, result.stdout, "forget report")
+        return Forgotten(tuple(s for g in groups for s in g.keep), tuple(s for g in groups for s in g.remove))
+
+    def forget_ids(self, ids: Sequence[str]) -> None:
+        self._run("forget-ids", restic.forget_ids(self._restic, ids, self.settings.locks.retry_lock))
+
+    def prune(self) -> None:
+        self._run("prune", restic.prune(self._restic, self.settings.locks.retry_lock))
+
+    # Locks --------------------------------------------------------------------------------------
+
+    def locks(self) -> list[restic.Lock]:
+        result = self._run("locks", restic.locks_report(self._restic))
+        return self._parsed(restic.parse_locks, result.stdout, "lock list")
+
+    def clear_stale_locks(self) -> list[restic.Lock]:
+        """Remove the locks of this runner's dead jobs; return them. Call only while holding the
+        runner's lock on the repository (then no runner job is alive on it).
+
+        A killed job leaves its restic lock behind, and restic does not skip stale locks when it
+        takes a new one. A lock this runner's jobs wrote (host name JOB_HOSTNAME) that is older than
+        locks.stale_after is removed with `restic unlock` (never `--remove-all`). `restic unlock`
+        removes only locks restic itself finds stale: older than 30 minutes, or written on the same
+        host by a process that no longer exists. Every job container has the same host name and runs
+        restic as a low PID under tini; the unlock job runs in a fresh container where the low PIDs
+        are free (it uses a few up first), so restic sees exactly the dead jobs' locks as stale.
+        Locks from other hosts (a person running restic on a laptop) are never touched: jobs wait
+        for them (`--retry-lock`) and then fail with restic's lock status.
+        """
+        local = self.access.local_path
+        if local is not None and not any((local / "locks").glob("*")):
+            return []  # a repository on this host without a single lock: nothing to look at
+        try:
+            locks = self.locks()
+        except RepositoryError as error:
+            logger.warning("could not list the locks of {}: {}", self.location, error)
+            return []
+        stale = [lock for lock in locks
+                 if lock.hostname == JOB_HOSTNAME and lock.age() >= self.settings.locks.stale_after]
+        for lock in locks:
+            if lock not in stale:
+                logger.info("lock {} on {} from {} ({}) is not this runner's stale lock: left alone", lock.id[:8],
+                            self.location, lock.hostname, lock.time.isoformat(timespec="seconds"))
+        if not stale:
+            return []
+        spend = f'i=0; while [ $i -lt {SPENT_PIDS} ]; do /bin/true; i=$((i+1)); done; exec "$@"'
+        try:
+            self._run("unlock", ["-c", spend, "unlock", *restic.unlock(self._restic)], entrypoint=("/bin/sh",))
+        except RepositoryError as error:
+            logger.error("restic unlock on {} failed: {}", self.location, error)
+            return []
+        for lock in stale:
+            logger.warning("removed stale restic lock {} on {} (taken {} by a runner job that no longer runs)",
+                           lock.id[:8], self.location, lock.time.isoformat(timespec="seconds"))
+        return stale
+
+
+def stored_figures(stats: restic.Stats) -> dict:
+    """What the repository stores, as a run's figures."""
+    return {"repository_bytes": stats.total_size, "uncompressed_bytes": stats.uncompressed_size,
+            "compression_ratio": _round(stats.compression_ratio),
+            "compression_space_saving": _round(stats.compression_space_saving), "snapshots": stats.snapshots}
+
+
+def _round(value: float | None) -> float | None:
+    return round(value, 2) if isinstance(value, (int, float)) else None
+
+
+def unavailable(error: DestinationUnavailable | RepositoryMissing) -> RepositoryError:
+    status = Status.REPOSITORY_MISSING if isinstance(error, RepositoryMissing) else Status.UNAVAILABLE
+    return RepositoryError(status, str(error))
+
+
+@contextmanager
+def opened(settings: Settings, engine: Engine, destination: Destination, source: str) -> Iterator[Repository]:
+    """A repository ready for a job: the runner's lock on it held (waiting locks.wait at most), the
+    destination reachable, the repository present, stale locks of the runner's dead jobs removed.
+    Raises RepositoryError (skipped, destination unavailable, repository missing)."""
+    with repository_lock(settings, destination.name, source) as held:
+        if not held:
+            raise RepositoryError(Status.SKIPPED, skipped_message(settings))
+        try:
+            destination.preflight()
+            repository = Repository(engine, destination, destination.access(source))
+        except (DestinationUnavailable, RepositoryMissing) as error:
+            raise unavailable(error) from None
+        repository.clear_stale_locks()
+        yield repository

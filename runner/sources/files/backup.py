@@ -1,0 +1,41 @@
+"""The backup of plain files: the paths, mounted read-only under /data, so the snapshot holds
+/data/<original absolute path>."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from runner.engine import Engine, Mount
+from runner.restic import BackupSummary
+from runner.settings import Settings
+from runner.sources.base import Payload, SourceError
+
+NAME = "files"
+ROOT = "/data"
+
+
+def inside(path: Path) -> str:
+    return ROOT + str(path)
+
+
+def preflight(settings: Settings, engine: Engine) -> None:
+    missing = [str(p) for p in settings.sources.files.paths if not p.exists()]
+    if missing:
+        raise SourceError(f"sources.files.paths: {', '.join(missing)} do(es) not exist")
+
+
+@contextmanager
+def prepare(settings: Settings, engine: Engine) -> Iterator[Payload]:
+    paths = settings.sources.files.paths
+    yield Payload(
+        mounts=tuple(Mount(path, inside(path)) for path in paths),
+        paths=tuple(inside(path) for path in paths),
+        excludes=tuple(settings.sources.files.excludes),
+    )
+
+
+def verify(settings: Settings, payload: Payload, summary: BackupSummary) -> None:
+    if not summary.files_processed:
+        raise SourceError("the snapshot contains no files: check sources.files.paths and their permissions")

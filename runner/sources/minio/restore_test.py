@@ -1,0 +1,101 @@
+"""MinIO's restore test: the latest mirror restored, every object's size and checksum compared with
+the manifest made at backup time; with restore_tests.s3_image, the objects are also loaded into a
+throwaway S3 server on an isolated network and compared through its API (content types, metadata)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from runner.engine import Engine, Mount
+from runner.restoring import Mismatch, RestoreError, Trial, Verified
+from runner.settings import Settings
+from runner.sources.minio.backup import INSIDE, MANIFEST, NAME, OBJECTS, sha256_of
+from runner.sources.minio.restore import SYSTEM_METADATA, target_job, upload_objects
+from runner.workspace import hand_to_job_user, job_dir
+
+
+def restore_test(trial: Trial) -> Verified:
+    settings, engine, work, phases = trial.settings, trial.engine, trial.work, trial.phases
+    with trial.repository() as repository:
+        snapshot = repository.find(NAME)
+        with phases.timed("fetch"):
+            restored_bytes = repository.restore(snapshot, work / "restored")
+    root = work / "restored" / INSIDE.lstrip("/")
+    with phases.timed("verify"):
+        try:
+            manifest = json.loads((root / MANIFEST).read_text())
+        except FileNotFoundError:
+            raise Mismatch("the snapshot has no manifest") from None
+        differences = compare_objects(manifest, root / OBJECTS)
+    if differences:
+        raise Mismatch("; ".join(differences[:10]))
+    figures = {"snapshot_id": snapshot.id, "restored_bytes": restored_bytes, "objects": len(manifest["objects"])}
+    message = f"{len(manifest['objects'])} objects restored with equal size, checksum and recorded metadata"
+    if settings.restore_tests.s3_image:
+        with phases.timed("s3"):
+            differences = through_s3(settings, engine, root, manifest, work)
+        if differences:
+            raise Mismatch("through the S3 API: " + "; ".join(differences[:10]))
+        figures["s3_compared"] = len(manifest["objects"])
+        message += ", and loaded into a throwaway S3 server with equal content types and metadata"
+    return Verified(message, figures)
+
+
+def through_s3(settings: Settings, engine: Engine, root: Path, manifest: dict[str, Any], work: Path) -> list[str]:
+    """Upload the restored objects into a throwaway S3 server, list them back through its API, compare."""
+    credentials = work / "s3-credentials"
+    credentials.write_text("[default]\naws_access_key_id = restore-test\naws_secret_access_key = restore-test-key\n")
+    credentials.chmod(0o400)
+    hand_to_job_user(credentials, settings)
+    with engine.isolated_network("restore-test-s3") as network:
+        with engine.service("restore-test-s3", settings.restore_tests.s3_image, network,
+                            timeout=settings.restore_tests.timeout) as server:
+            endpoint = f"http://{server.address}:9000"
+            upload_objects(settings, engine, root, endpoint, credentials, network, work / "upload")
+            listing = job_dir(work / "listing", settings)
+            argv = ("sh", "-c", 'exec "$@" > /listing/objects.json', "list", "rclone", "lsjson", "--recursive",
+                    "--files-only", "--metadata", "--hash", "target:")
+            result = engine.run(target_job(settings, "list-s3", argv, work / "upload", credentials, network,
+                                           Mount(listing, "/listing", read_only=False)))
+            if not result.ok:
+                raise RestoreError(f"could not list the throwaway S3 server: {' '.join(result.output_tail[-2:])}")
+    found = {item["Path"]: item for item in json.loads((listing / "objects.json").read_text())}
+    differences = [f"{path} is missing" for path in sorted(manifest["objects"].keys() - found.keys())]
+    for path, entry in sorted(manifest["objects"].items()):
+        item = found.get(path)
+        if item is None:
+            continue
+        user = {k: v for k, v in (entry.get("metadata") or {}).items() if k not in SYSTEM_METADATA}
+        got = {k: v for k, v in (item.get("Metadata") or {}).items() if k in user}
+        if item["Size"] != entry["size"]:
+            differences.append(f"{path} has {item['Size']} bytes, the backup had {entry['size']}")
+        elif entry.get("md5") and (item.get("Hashes") or {}).get("md5") != entry["md5"]:
+            differences.append(f"{path}: content differs")
+        elif item.get("MimeType") != entry.get("content_type"):
+            differences.append(f"{path}: content type {item.get('MimeType')}, "
+                               f"the backup had {entry.get('content_type')}")
+        elif got != user:
+            differences.append(f"{path}: metadata {got}, the backup had {user}")
+    return differences
+
+
+def compare_objects(manifest: dict[str, Any], objects: Path) -> list[str]:
+    differences = []
+    present = {str(p.relative_to(objects)) for p in objects.rglob("*") if p.is_file()} if objects.exists() else set()
+    for path, entry in manifest["objects"].items():
+        file = objects / path
+        if path not in present:
+            differences.append(f"{path} is missing")
+        elif file.stat().st_size != entry["size"]:
+            differences.append(f"{path} has {file.stat().st_size} bytes, the backup had {entry['size']}")
+        elif sha256_of(file) != entry["sha256"]:
+            differences.append(f"{path}: content differs from the backup")
+        elif entry.get("content_type") is None or "metadata" not in entry:
+            differences.append(f"{path}: the manifest lost its content type or metadata")
+    differences += [f"{path} is in the snapshot but not in its manifest"
+                    for path in sorted(present - manifest["objects"].keys())]
+    return differences
+
+

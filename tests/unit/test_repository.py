@@ -1,0 +1,131 @@
+"""The repository handle over a stubbed Podman engine: restic's output becomes typed results, and
+anything restic does not document raises instead of turning into an empty answer."""
+
+import ast
+
+import pytest
+
+from runner.destinations import Local, RepositoryAccess
+from runner.engine import JobResult
+from runner.repository import Repository, RepositoryError, SnapshotNotFound
+from runner.restic import Repository as ResticRepository
+from runner.results import Status
+from runner.settings import LocalDestination, Settings
+from tests.conftest import PROJECT_ROOT
+
+SNAPSHOT = '{"time":"2026-11-%02dT01:00:00Z","tree":"t","paths":["/vault"],"tags":["vault"],"id":"%s"}'
+
+
+class StubEngine:
+    """Answers each job with the next scripted (exit code, stdout lines); records the jobs."""
+
+    def __init__(self, *answers):
+        self.answers = list(answers)
+        self.jobs = []
+
+    def run(self, spec):
+        self.jobs.append(spec)
+        code, stdout = self.answers.pop(0)
+        return JobResult(spec.name, "c", code, code is None, 1.5, list(stdout), [], list(stdout))
+
+
+def handle(engine, tmp_path) -> Repository:
+    settings = Settings(paths={"state_dir": tmp_path, "staging_dir": tmp_path, "cache_dir": tmp_path,
+                               "secrets_dir": tmp_path})
+    destination = Local("local", LocalDestination(kind="local", path=str(tmp_path / "{source}")), settings)
+    access = RepositoryAccess("local", "vault", str(tmp_path / "vault"), ResticRepository("/repo", "/pw"), ())
+    return Repository(engine, destination, access)
+
+
+def test_snapshots_are_typed_and_the_newest_is_found(tmp_path):
+    listing = f"[{SNAPSHOT % (1, 'aaaa1111')},{SNAPSHOT % (3, 'cccc3333')},{SNAPSHOT % (2, 'bbbb2222')}]"
+    repository = handle(StubEngine((0, [listing]), (0, [listing]), (0, ["[]"])), tmp_path)
+    assert repository.find("vault").id == "cccc3333"
+    assert repository.find("vault", "bbbb").id == "bbbb2222"
+    with pytest.raises(SnapshotNotFound, match="no vault snapshot in"):
+        repository.find("vault")
+
+
+@pytest.mark.parametrize("stdout", [[], ["Fatal: something unexpected"], ['{"message_type":"summary"}']])
+def test_unreadable_snapshot_listing_raises_instead_of_meaning_none(tmp_path, stdout):
+    with pytest.raises(RepositoryError, match="could not be read") as caught:
+        handle(StubEngine((0, stdout)), tmp_path).snapshots("vault")
+    assert caught.value.status is Status.FAILED
+
+
+def test_restic_failures_become_statuses_and_messages(tmp_path):
+    missing = '{"message_type":"exit_error","code":10,"message":"Fatal: repository does not exist"}'
+    wrong = '{"message_type":"exit_error","code":12,"message":"Fatal: wrong password or no key found"}'
+    repository = handle(StubEngine((10, [missing]), (12, [wrong]), (None, [])), tmp_path)
+    for status, text in [(Status.REPOSITORY_MISSING, "runner repo init --destination local --source vault"),
+                         (Status.FAILED, "wrong password"), (Status.TIMED_OUT, "timed out")]:
+        with pytest.raises(RepositoryError) as caught:
+            repository.stats()
+        assert caught.value.status is status and text in caught.value.message
+
+
+def test_a_missing_repository_is_not_an_error_when_asking_whether_it_exists(tmp_path):
+    repository = handle(StubEngine((0, ['{"version":2}']), (10, []), (12, [])), tmp_path)
+    assert repository.exists() is True
+    assert repository.exists() is False
+    with pytest.raises(RepositoryError):
+        repository.exists()
+
+
+def test_check_problems_are_an_outcome_a_lock_is_an_error(tmp_path):
+    clean = '{"message_type":"summary","num_errors":0,"broken_packs":null}'
+    damaged = ['{"message_type":"error","message":"pack 3f2a5c: unexpected file size\\n"}',
+               '{"message_type":"summary","num_errors":1,"broken_packs":["3f2a5c77"]}',
+               '{"message_type":"exit_error","code":1,"message":"Fatal: repository contains errors"}']
+    unreachable = ['{"message_type":"exit_error","code":1,"message":"Fatal: unable to open repository"}']
+    repository = handle(StubEngine((0, [clean]), (1, damaged), (11, []), (1, unreachable), (0, [])), tmp_path)
+    assert repository.check("1/8").passed
+    failed = repository.check("1/8")
+    assert not failed.passed
+    assert failed.problems == ("1 error(s)", "pack 3f2a5c: unexpected file size", "broken packs: 3f2a5c77")
+    with pytest.raises(RepositoryError, match="lock"):
+        repository.check("1/8")
+    with pytest.raises(RepositoryError, match="unable to open repository") as caught:
+        repository.check("1/8")  # not a verdict on the data: the check could not run
+    assert caught.value.status is Status.FAILED
+    with pytest.raises(RepositoryError, match="could not be read"):
+        repository.check("1/8")  # exit 0 without a report is not a pass
+
+
+def test_after_backup_fails_when_the_manifest_is_not_stored_and_tolerates_unknown_stats(tmp_path, monkeypatch):
+    (tmp_path / "sidecar").mkdir()
+    summary = ('{"message_type":"summary","snapshot_id":"ffff","total_files_processed":1,'
+               '"total_bytes_processed":10,"data_added":100,"data_added_packed":50}')
+    stats = '{"total_size":900,"snapshots_count":4}'
+    repository = handle(StubEngine((0, [summary, stats]), (0, [summary]), (86, ["permission denied"])), tmp_path)
+    added, measured = repository.after_backup("abcd1234", tmp_path / "sidecar", ["vault-manifest"])
+    assert added == 50 and measured.total_size == 900 and measured.snapshots == 4
+    assert "for:abcd1234" in " ".join(repository.engine.jobs[0].argv)
+    assert repository.after_backup("abcd1234", tmp_path / "sidecar", ["vault-manifest"]) == (50, None)
+    with pytest.raises(RepositoryError, match="abcd1234 was stored, but its manifest could not be"):
+        repository.after_backup("abcd1234", tmp_path / "sidecar", ["vault-manifest"])
+
+
+def test_forget_reports_kept_and_removed(tmp_path):
+    report = (f'[{{"keep":[{SNAPSHOT % (3, "cccc3333")}],'
+              f'"remove":[{SNAPSHOT % (1, "aaaa1111")},{SNAPSHOT % (2, "bbbb2222")}]}}]')
+    forgotten = handle(StubEngine((0, [report])), tmp_path).forget(Settings().retention, "vault")
+    assert [s.id for s in forgotten.kept] == ["cccc3333"]
+    assert [s.id for s in forgotten.removed] == ["aaaa1111", "bbbb2222"]
+
+
+def test_only_the_repository_handle_parses_restic_output():
+    """restic.py holds the parsers; repository.py is the one module that calls them."""
+    offenders = []
+    for path in (PROJECT_ROOT / "runner").rglob("*.py"):
+        if path.name in ("restic.py", "repository.py") and path.parent.name == "runner":
+            continue
+        tree = ast.parse(path.read_text())
+        used = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name) and node.value.id == "restic"}
+        used |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                 and node.module == "runner.restic" for alias in node.names}
+        parsing = sorted(name for name in used if name.startswith("parse") or name in ("Output", "restore_progress"))
+        if parsing:
+            offenders.append(f"{path.relative_to(PROJECT_ROOT)}: {', '.join(parsing)}")
+    assert offenders == []
