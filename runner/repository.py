@@ -155,8 +155,8 @@ class Repository:
         try:
             return parse(lines)
         except restic.OutputError as error:
-            raise RepositoryError(Status.FAILED, f"{self.location}: restic's {what} could not be read: {error}"
-                                  ) from None
+            message = f"{self.location}: restic's {what} could not be read: {error}"
+            raise RepositoryError(Status.FAILED, message) from None
 
     # Existence ----------------------------------------------------------------------------------
 
