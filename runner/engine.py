@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import socket
 import threading
 import time
 from collections import deque
@@ -33,10 +34,14 @@ MANAGED_LABEL = f"{LABEL}.managed"
 JOB_LABEL = f"{LABEL}.job"
 DEADLINE_LABEL = f"{LABEL}.deadline"
 INSTANCE_LABEL = f"{LABEL}.instance"  # which installation (state directory) made the container
+HOSTNAME_LABEL = f"{LABEL}.hostname"
 NAME_PREFIX = "offsite-backup-"
-# Every job container has this host name: restic writes it into its locks, which tells the
-# runner's own (possibly stale) locks from anyone else's.
-JOB_HOSTNAME = "offsite-backup-job"
+# Every job container gets a host name of its own, <prefix><this installation on this machine>-<random>:
+# restic writes it into its locks, so a lock tells which job took it, and whether that job still
+# exists (its container carries the host name as a label).
+JOB_HOSTNAME_PREFIX = "offsite-backup-job-"
+# The one host name every job container had before: such locks are judged by their age.
+LEGACY_JOB_HOSTNAME = "offsite-backup-job"
 
 # Host paths a job may never see: a mistake in a mount must not expose or endanger the host.
 FORBIDDEN_MOUNT_SOURCES = frozenset(
@@ -78,6 +83,7 @@ class JobSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
     user: str | None = None  # None: settings.jobs.user
     entrypoint: tuple[str, ...] | None = None  # None: the image's
+    hostname: str | None = None  # None: a new job host name (job_hostname)
     # Turns an output line into a progress message (or None); logged at INFO every PROGRESS_SECONDS.
     progress: Callable[[str], str | None] | None = field(default=None, compare=False)
 
@@ -132,6 +138,16 @@ def instance(settings: Settings) -> str:
     return hashlib.sha256(str(settings.paths.state_dir).encode()).hexdigest()[:12]
 
 
+def lock_owner(settings: Settings) -> str:
+    """The start of the host names of this installation's job containers on this machine."""
+    owner = hashlib.sha256(f"{socket.gethostname()}:{settings.paths.state_dir}".encode()).hexdigest()[:8]
+    return f"{JOB_HOSTNAME_PREFIX}{owner}-"
+
+
+def job_hostname(settings: Settings) -> str:
+    return f"{lock_owner(settings)}{secrets.token_hex(4)}"
+
+
 def labels(settings: Settings, job: str, deadline: float) -> dict[str, str]:
     return {MANAGED_LABEL: "true", JOB_LABEL: job, DEADLINE_LABEL: str(int(deadline)),
             INSTANCE_LABEL: instance(settings)}
@@ -140,12 +156,13 @@ def labels(settings: Settings, job: str, deadline: float) -> dict[str, str]:
 def container_options(spec: JobSpec, settings: Settings, name: str, deadline: float) -> dict:
     """The podman-py create() arguments for a job: hardened unless the spec asks for a network."""
     jobs = settings.jobs
+    hostname = spec.hostname or job_hostname(settings)
     options = {
         "image": spec.image or settings.images.tools,
         "command": list(spec.argv),
         "name": name,
-        "hostname": JOB_HOSTNAME,
-        "labels": {**spec.labels, **labels(settings, spec.name, deadline)},
+        "hostname": hostname,
+        "labels": {**spec.labels, **labels(settings, spec.name, deadline), HOSTNAME_LABEL: hostname},
         "user": spec.user or jobs.user,
         "environment": dict(spec.env),
         "read_only": True,
@@ -304,6 +321,11 @@ class Engine:
         inspected = client.get(f"/exec/{exec_id}/json")
         inspected.raise_for_status()
         return ExecResult(inspected.json().get("ExitCode"), b"".join(kept), list(stderr_tail))
+
+    def job_alive(self, hostname: str) -> bool:
+        """Whether a job container with this host name exists and has not ended."""
+        found = self.client.containers.list(all=True, filters={"label": f"{HOSTNAME_LABEL}={hostname}"})
+        return any(container.attrs.get("State") not in ("exited", "stopped", "dead") for container in found)
 
     def job_containers(self) -> list:
         return self.client.containers.list(all=True, filters={"label": f"{MANAGED_LABEL}=true"})

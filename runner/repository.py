@@ -27,7 +27,7 @@ from runner.destinations import (
     RepositoryMissing,
     init_hint,
 )
-from runner.engine import JOB_HOSTNAME, Engine, JobResult, JobSpec, Mount
+from runner.engine import LEGACY_JOB_HOSTNAME, Engine, JobResult, JobSpec, Mount, lock_owner
 from runner.locking import repository_lock, skipped_message
 from runner.results import RunResult, Status
 from runner.settings import RetentionSettings, Settings
@@ -302,17 +302,20 @@ class Repository:
 
     def clear_stale_locks(self) -> list[restic.Lock]:
         """Remove the locks of this runner's dead jobs; return them. Call only while holding the
-        runner's lock on the repository (then no runner job is alive on it).
+        runner's lock on the repository.
 
-        A killed job leaves its restic lock behind, and restic does not skip stale locks when it
-        takes a new one. A lock this runner's jobs wrote (host name JOB_HOSTNAME) that is older than
-        locks.stale_after is removed with `restic unlock` (never `--remove-all`). `restic unlock`
-        removes only locks restic itself finds stale: older than 30 minutes, or written on the same
-        host by a process that no longer exists. Every job container has the same host name and runs
-        restic as a low PID under tini; the unlock job runs in a fresh container where the low PIDs
-        are free (it uses a few up first), so restic sees exactly the dead jobs' locks as stale.
-        Locks from other hosts (a person running restic on a laptop) are never touched: jobs wait
-        for them (`--retry-lock`) and then fail with restic's lock status.
+        A killed job leaves its lock behind, and restic does not skip stale locks when it takes a
+        new one. Every job container has a host name of its own, which restic writes into its locks
+        and the container carries as a label: a lock of this installation (host name starting with
+        engine.lock_owner) whose container is gone or has ended belongs to a dead job and is removed
+        at once; a lock whose job still runs is never touched, nor is anyone else's (a person
+        running restic on a laptop: jobs wait for it with `--retry-lock`). Locks of the single host
+        name older runner versions used count as dead once older than locks.stale_after.
+
+        `restic unlock` (never `--remove-all`) removes only locks restic itself finds stale: written
+        on its own host by a process that no longer exists (or older than 30 minutes). So the unlock
+        job runs under the dead job's host name, in a fresh container that uses up the low PIDs
+        first: to restic, exactly the dead job's locks are then stale.
         """
         local = self.access.local_path
         if local is not None and not any((local / "locks").glob("*")):
@@ -322,24 +325,30 @@ class Repository:
         except RepositoryError as error:
             logger.warning("could not list the locks of {}: {}", self.location, error)
             return []
-        stale = [lock for lock in locks
-                 if lock.hostname == JOB_HOSTNAME and lock.age() >= self.settings.locks.stale_after]
+        stale = [lock for lock in locks if self._dead(lock)]
         for lock in locks:
             if lock not in stale:
-                logger.info("lock {} on {} from {} ({}) is not this runner's stale lock: left alone", lock.id[:8],
-                            self.location, lock.hostname, lock.time.isoformat(timespec="seconds"))
-        if not stale:
-            return []
+                logger.info("lock {} on {} from {} ({}) belongs to a live job or to someone else: left alone",
+                            lock.id[:8], self.location, lock.hostname, lock.time.isoformat(timespec="seconds"))
+        removed = []
         spend = f'i=0; while [ $i -lt {SPENT_PIDS} ]; do /bin/true; i=$((i+1)); done; exec "$@"'
-        try:
-            self._run("unlock", ["-c", spend, "unlock", *restic.unlock(self._restic)], entrypoint=("/bin/sh",))
-        except RepositoryError as error:
-            logger.error("restic unlock on {} failed: {}", self.location, error)
-            return []
-        for lock in stale:
-            logger.warning("removed stale restic lock {} on {} (taken {} by a runner job that no longer runs)",
-                           lock.id[:8], self.location, lock.time.isoformat(timespec="seconds"))
-        return stale
+        for hostname in dict.fromkeys(lock.hostname for lock in stale):
+            job = dataclasses.replace(self.job("unlock", ["-c", spend, "unlock", *restic.unlock(self._restic)]),
+                                      entrypoint=("/bin/sh",), hostname=hostname)
+            result = self.engine.run(job)
+            if not result.ok:
+                logger.error("restic unlock on {} failed: {}", self.location, self.failure(result))
+                continue
+            for lock in (lock for lock in stale if lock.hostname == hostname):
+                logger.warning("removed stale restic lock {} on {} (taken {} by a runner job that no longer runs)",
+                               lock.id[:8], self.location, lock.time.isoformat(timespec="seconds"))
+                removed.append(lock)
+        return removed
+
+    def _dead(self, lock: restic.Lock) -> bool:
+        if lock.hostname.startswith(lock_owner(self.settings)):
+            return not self.engine.job_alive(lock.hostname)
+        return lock.hostname == LEGACY_JOB_HOSTNAME and lock.age() >= self.settings.locks.stale_after
 
 
 def stored_figures(stats: restic.Stats) -> dict:

@@ -13,6 +13,7 @@ EXIT_DEFERRED = 75  # EX_TEMPFAIL: nothing failed, but something was put off (qu
 
 class Status(Enum):
     OK = "ok"
+    PARTIAL = "partial"  # a snapshot was stored, but some of the source could not be in it
     FAILED = "failed"
     TIMED_OUT = "timed out"
     UNAVAILABLE = "destination unavailable"

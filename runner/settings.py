@@ -248,6 +248,11 @@ class MonitoringSettings(Section):
                          "longer than this is reported (status, metrics) and alerted.")
     size_change: float = Field(0.5, gt=0, description="Alert when a backup's size differs from the previous "
                                "successful one of the same source by more than this fraction (0.5 = 50 %).")
+    restore_test_every: Seconds = Field(
+        35 * 86400, description="A source whose last passed restore test (on the destination the restore tests "
+        "read from) is older than this, or that has none, is reported (status, metrics) and alerted. "
+        "The tests run monthly; the default leaves a few days' slack."
+    )
     metrics_file: Path | None = Field(
         None, description="Prometheus textfile-collector file, rewritten after every run. Empty: "
         "'<paths.state_dir>/metrics/offsite_backup.prom' (point node_exporter's collector directory there).",

@@ -4,7 +4,7 @@ import time
 from datetime import UTC, date, datetime, timedelta
 
 from runner import restic
-from runner.engine import JOB_HOSTNAME
+from runner.engine import LEGACY_JOB_HOSTNAME as JOB_HOSTNAME
 from runner.locking import repository_lock
 from runner.maintenance import rotating_subset
 from runner.monitoring.history import MIGRATIONS, History, migrate
