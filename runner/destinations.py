@@ -7,9 +7,13 @@ fails fast with a message naming what is wrong.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
+import re
 import shlex
 import socket
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -35,6 +39,15 @@ CACHE = "/cache"
 LOCAL_REPO = "/repo"
 
 
+ED25519 = "ssh-ed25519"
+_PEM = re.compile(r"-----BEGIN ([A-Z0-9 ]+)-----(.*?)-----END \1-----", re.S)
+_OPENSSH_MAGIC = b"openssh-key-v1\0"
+_PEM_TYPES = {"RSA PRIVATE KEY": "ssh-rsa", "DSA PRIVATE KEY": "ssh-dss", "EC PRIVATE KEY": "ecdsa"}
+# A PKCS#8 key names its algorithm by an object identifier (here DER-encoded, as it appears in the key).
+_PKCS8_ALGORITHMS = {"06032b6570": ED25519, "06092a864886f70d010101": "ssh-rsa", "06072a8648ce3d0201": "ecdsa",
+                     "06072a8648ce380401": "ssh-dss"}
+
+
 class DestinationUnavailable(Exception):
     """The destination cannot be used now (unreachable, missing key...); other destinations go on."""
 
@@ -58,6 +71,57 @@ class RepositoryAccess:
 
 def init_hint(destination: str, source: str) -> str:
     return f"initialize it with `runner repo init --destination {destination} --source {source}`"
+
+
+@dataclass(frozen=True)
+class PrivateKey:
+    """What an SSH private key file holds, read from its header and its unencrypted public part."""
+
+    type: str  # as OpenSSH names it (ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256, ...); "" when unknown
+    format: str  # "OpenSSH", "PEM", "PKCS#8", or what the file is instead
+    encrypted: bool = False
+
+    def describe(self) -> str:
+        if self.format not in ("OpenSSH", "PEM", "PKCS#8"):
+            return f"not an SSH private key ({self.format})"
+        passphrase = ", protected by a passphrase" if self.encrypted else ""
+        return f"a key of type {self.type or 'unknown'} in {self.format} format{passphrase}"
+
+
+def private_key(text: str) -> PrivateKey:
+    """The type and format of an SSH private key file's content (never its secret part)."""
+    match = _PEM.search(text)
+    if not match:
+        return PrivateKey("", "no '-----BEGIN ... PRIVATE KEY-----' line")
+    label, body = match.group(1), match.group(2)
+    if label in _PEM_TYPES:  # the traditional PEM formats (ssh-keygen -m PEM for RSA, DSA, ECDSA)
+        return PrivateKey(_PEM_TYPES[label], "PEM", encrypted="Proc-Type: 4,ENCRYPTED" in body)
+    if label == "ENCRYPTED PRIVATE KEY":
+        return PrivateKey("", "PKCS#8", encrypted=True)
+    try:
+        data = base64.b64decode("".join(body.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return PrivateKey("", f"{label} with a body that is not base64")
+    if label == "PRIVATE KEY":
+        found = [name for oid, name in _PKCS8_ALGORITHMS.items() if bytes.fromhex(oid) in data[:32]]
+        return PrivateKey(found[0] if found else "", "PKCS#8")
+    if label != "OPENSSH PRIVATE KEY":
+        return PrivateKey("", f"a '{label}' block")
+    if not data.startswith(_OPENSSH_MAGIC):
+        return PrivateKey("", "a damaged OpenSSH key")
+    try:
+        # openssh-key-v1: cipher, kdf, kdf options, number of keys, then the public key, which starts with its type
+        fields, position = [], len(_OPENSSH_MAGIC)
+        for _ in range(3):
+            (length,) = struct.unpack_from(">I", data, position)
+            fields.append(data[position + 4:position + 4 + length])
+            position += 4 + length
+        position += 8  # the number of keys (1), and the public key's length
+        (length,) = struct.unpack_from(">I", data, position)
+        key_type = data[position + 4:position + 4 + length].decode("ascii")
+    except (struct.error, UnicodeDecodeError):
+        return PrivateKey("", "a damaged OpenSSH key")
+    return PrivateKey(key_type, "OpenSSH", encrypted=fields[0] != b"none")
 
 
 class Destination:
@@ -163,7 +227,20 @@ class Nas(Destination):
             check_secret_file(self.settings, self.known_hosts_file, f"known_hosts file of {self.name}")
         except SecretFileError as error:
             raise DestinationUnavailable(str(error)) from None
+        self.check_key()
         wait_for_ssh(self.name, self.config.host, self.config.port, self.config.connect_timeout)
+
+    def check_key(self) -> None:
+        """The key must be an ed25519 key without a passphrase (a job cannot enter one)."""
+        found = private_key(self.key_file.read_text(errors="replace"))
+        if found.type == ED25519 and found.format == "OpenSSH" and not found.encrypted:
+            return
+        secrets = self.settings.secrets
+        raise DestinationUnavailable(
+            f"SSH private key of {self.name} {self.key_file} is {found.describe()}; the NAS needs an ed25519 key "
+            "without a passphrase, in OpenSSH format: make one with `ssh-keygen -t ed25519 -N '' -C offsite-backup "
+            "-f id_ed25519`, add id_ed25519.pub to the NAS user's authorized_keys, and store the private key with "
+            f"`vault kv patch {secrets.kv_mount}/{secrets.kv_prefix}/nas/{self.name} private_key=@id_ed25519`")
 
     def secret_files(self) -> list[SecretFile]:
         kv_path = f"nas/{self.name}"

@@ -6,16 +6,19 @@ after which the container is killed) -> collect the exit code -> remove, always.
 
 from __future__ import annotations
 
+import fnmatch
+import glob
 import hashlib
 import json
+import os
 import secrets
 import socket
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,11 +46,27 @@ JOB_HOSTNAME_PREFIX = "offsite-backup-job-"
 # The one host name every job container had before: such locks are judged by their age.
 LEGACY_JOB_HOSTNAME = "offsite-backup-job"
 
-# Host paths a job may never see: a mistake in a mount must not expose or endanger the host.
+# Host directories a job may never be given whole: a mistake in a mount must not expose or endanger the host.
 FORBIDDEN_MOUNT_SOURCES = frozenset(
-    Path(p) for p in ("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/proc",
-                      "/root", "/run", "/sbin", "/sys", "/usr", "/var", "/var/lib", "/run/podman")
+    Path(p) for p in ("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/media", "/mnt", "/opt",
+                      "/proc", "/root", "/run", "/run/user", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var",
+                      "/var/cache", "/var/lib", "/var/log", "/var/tmp", "/run/podman")
 )
+# Trees a job may see nothing of: no path inside one, and no directory holding one ('*' stands for any one
+# name): the host's password hashes, kernel, devices and root's home, and what controls Podman (its sockets,
+# storage and registry credentials). Engine adds this host's own (podman.url's socket, the runner user's
+# Podman storage and runtime directory).
+SENSITIVE_TREES = (
+    "/boot", "/dev", "/proc", "/sys", "/root", "/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-",
+    "/etc/sudoers", "/etc/sudoers.d", "/run/podman", "/run/containers", "/run/libpod", "/run/docker",
+    "/run/docker.sock", "/run/containerd", "/run/dbus", "/run/systemd",
+    "/run/user/*/podman", "/run/user/*/containers", "/run/user/*/libpod", "/run/user/*/bus", "/run/user/*/systemd",
+    "/var/lib/containers", "/var/lib/docker", "/home/*/.local/share/containers", "/home/*/.config/containers",
+)
+# What the entrypoint of an image that starts as root (the official postgres image's contract) needs before
+# it drops to its own user: to hand the data directory to that user (CHOWN, DAC_OVERRIDE, FOWNER), and to
+# switch to it (SETGID, SETUID). A service whose image starts as a user gets no capability at all.
+ROOT_ENTRYPOINT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")
 OUTPUT_LIMIT = 32 * 1024 * 1024  # bytes of stdout kept for parsing; the log gets everything
 TAIL_LINES = 30
 PROGRESS_SECONDS = 10
@@ -112,14 +131,58 @@ class JobResult:
         return f"job {self.name} ({self.container}) {outcome}" + (f"; last output:\n{tail}" if tail else "")
 
 
-def check_mount(mount: Mount) -> None:
+def check_mount(mount: Mount, sensitive: Iterable[str] = SENSITIVE_TREES) -> Mount:
+    """The mount with its source resolved (symbolic links followed), checked: that resolved path is what
+    Podman is given, so retargeting a link after the check cannot redirect the mount."""
     source = Path(mount.source)
     if not source.is_absolute() or not mount.target.startswith("/"):
         raise JobError(f"mount {source} -> {mount.target}: both paths must be absolute")
-    if source.resolve() in FORBIDDEN_MOUNT_SOURCES:
-        raise JobError(f"mount {source} -> {mount.target}: refusing to give a job the host's {source.resolve()}")
-    if not source.exists():
+    resolved = source.resolve()
+    refusal = mount_refusal(resolved, sensitive)
+    if refusal:
+        through = f" (through {source})" if resolved != source else ""
+        raise JobError(f"mount {source} -> {mount.target}: refusing to give a job {refusal}{through}")
+    if not resolved.exists():
         raise JobError(f"mount {source} -> {mount.target}: {source} does not exist")
+    return Mount(resolved, mount.target, mount.read_only)
+
+
+def mount_refusal(path: Path, sensitive: Iterable[str] = SENSITIVE_TREES) -> str | None:
+    """Why a job may not be given this (resolved) host path, or None."""
+    if path in FORBIDDEN_MOUNT_SOURCES:
+        return f"the host's {path}"
+    for tree in sensitive:
+        pattern = Path(tree).parts
+        if not all(fnmatch.fnmatchcase(part, want) for part, want in zip(path.parts, pattern, strict=False)):
+            continue
+        if len(path.parts) >= len(pattern):
+            return f"{path}, which is in {tree}"
+        held = next(path.glob(str(Path(*pattern[len(path.parts):]))), None)
+        if held is not None:
+            return f"{path}, which holds {held}"
+    return None
+
+
+def local_sensitive_trees(settings: Settings) -> tuple[str, ...]:
+    """SENSITIVE_TREES, and this host's own: the socket of podman.url, and the Podman storage, configuration
+    and sockets of the user the runner runs as; each also as it resolves (when a link leads elsewhere)."""
+    home = os.path.expanduser("~")
+    data = os.environ.get("XDG_DATA_HOME") or f"{home}/.local/share"
+    config = os.environ.get("XDG_CONFIG_HOME") or f"{home}/.config"
+    own = [f"{data}/containers", f"{config}/containers"]
+    if settings.podman.url.startswith("unix://"):
+        own.append(settings.podman.url.removeprefix("unix://"))
+    if os.environ.get("XDG_RUNTIME_DIR"):
+        own += [f"{os.environ['XDG_RUNTIME_DIR']}/{name}" for name in ("podman", "containers", "libpod")]
+    trees = [*SENSITIVE_TREES, *(glob.escape(path) for path in own if path.startswith("/"))]
+    return tuple(dict.fromkeys([*trees, *map(_resolved_tree, trees)]))
+
+
+def _resolved_tree(tree: str) -> str:
+    """The tree with the links in its fixed part (up to the first wildcard) resolved."""
+    parts = Path(tree).parts
+    fixed = next((i for i, part in enumerate(parts) if any(c in part for c in "*?[")), len(parts))
+    return str(Path(*parts[:fixed]).resolve().joinpath(*parts[fixed:]))
 
 
 def check_no_secrets(spec: JobSpec) -> None:
@@ -186,6 +249,26 @@ def container_options(spec: JobSpec, settings: Settings, name: str, deadline: fl
     return options
 
 
+def service_options(settings: Settings, purpose: str, image: str, image_user: str, network: str, deadline: float,
+                    env: Mapping[str, str] | None = None, command: list[str] | None = None) -> dict[str, Any]:
+    """The podman-py create() arguments for a throwaway service (see Engine.service); `image_user` is the
+    user the image starts as."""
+    jobs = settings.jobs
+    options: dict[str, Any] = {
+        "image": image, "name": container_name(purpose), "environment": dict(env or {}),
+        "labels": labels(settings, purpose, deadline),
+        "cap_drop": ["ALL"], "no_new_privileges": True, "pids_limit": jobs.pids_limit,
+        "network_mode": "bridge", "networks": {network: {}}, "log_config": {"Type": "k8s-file"},
+    }
+    if image_user.split(":")[0] in ("", "0", "root"):
+        options["cap_add"] = list(ROOT_ENTRYPOINT_CAPABILITIES)
+    if jobs.memory_limit:
+        options["mem_limit"] = jobs.memory_limit
+    if command:
+        options["command"] = command
+    return options
+
+
 def network_options(networks: tuple[str, ...]) -> dict:
     if not networks:
         return {"network_mode": "none"}
@@ -200,6 +283,7 @@ class Engine:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.client = podman.PodmanClient(base_url=settings.podman.url)
+        self.sensitive = local_sensitive_trees(settings)
 
     def ping(self) -> None:
         try:
@@ -216,8 +300,7 @@ class Engine:
         return self.client.images.exists(image)
 
     def run(self, spec: JobSpec) -> JobResult:
-        for mount in spec.mounts:
-            check_mount(mount)
+        spec = replace(spec, mounts=tuple(check_mount(mount, self.sensitive) for mount in spec.mounts))
         check_no_secrets(spec)
         self.ping()
         image = spec.image or self.settings.images.tools
@@ -328,10 +411,14 @@ class Engine:
         return any(container.attrs.get("State") not in ("exited", "stopped", "dead") for container in found)
 
     def job_containers(self) -> list:
-        return self.client.containers.list(all=True, filters={"label": f"{MANAGED_LABEL}=true"})
+        """This installation's job and service containers, and those without an installation label (made by
+        a runner from before that label, so possibly another installation's)."""
+        found = self.client.containers.list(all=True, filters={"label": f"{MANAGED_LABEL}=true"})
+        return [container for container in found if self._mine_or_unlabelled(container.labels or {})]
 
     def leftovers(self, include_running: bool = False, grace: float = LEFTOVER_GRACE_SECONDS) -> list:
-        """Job containers no live run is responsible for."""
+        """Job containers no live run is responsible for. `include_running` adds this installation's running
+        ones, never a running one without an installation label: it may be another installation's live job."""
         now = time.time()
         found = []
         for container in self.job_containers():
@@ -340,18 +427,24 @@ class Engine:
             deadline = float(container.labels.get(DEADLINE_LABEL, 0) or 0)
             stale = state != "running" and now - created > grace
             overdue = state == "running" and deadline and now > deadline + grace
-            if stale or overdue or include_running:
+            if stale or overdue or (include_running and INSTANCE_LABEL in container.labels):
                 found.append(container)
         return found
+
+    def _mine_or_unlabelled(self, labels: Mapping[str, str]) -> bool:
+        return labels.get(INSTANCE_LABEL, instance(self.settings)) == instance(self.settings)
 
     def remove(self, container) -> None:
         _remove(container)
 
     def remove_unused_networks(self, grace: float = LEFTOVER_GRACE_SECONDS) -> list[str]:
-        """Remove the runner's isolated networks that no container uses any more (and that are
-        older than `grace`: a restore test creates its network a moment before its containers)."""
+        """Remove this installation's isolated networks (and unlabelled ones, as job_containers) that no
+        container uses any more and that are older than `grace` (a restore test creates its network a moment
+        before its containers)."""
         removed = []
         for network in self.client.networks.list(filters={"label": f"{MANAGED_LABEL}=true"}):
+            if not self._mine_or_unlabelled(network.attrs.get("labels") or {}):
+                continue  # another installation's
             if time.time() - _epoch(network.attrs.get("created", 0)) < grace:
                 continue
             try:
@@ -381,18 +474,18 @@ class Engine:
                 command: list[str] | None = None, timeout: int = 3600):
         """A throwaway service container (a database for a restore test) on one network; removed on exit.
 
-        Unlike jobs it keeps the image's user and a writable root (database images need both), but it
-        gets no-new-privileges and is attached to `network` only."""
+        Hardened as far as database images allow: every capability dropped (an image that starts as root,
+        as the official postgres image does, gets back only ROOT_ENTRYPOINT_CAPABILITIES, which its entrypoint
+        needs before it drops to its own user), no-new-privileges, the jobs' process and memory limits, and
+        `network` only. Unlike a job it keeps the image's user and a writable root: database images write
+        their data directory, sockets and lock files into the image's file system, in places that depend on
+        the image; those writes go with the container."""
         if not self.image_exists(image):
             raise JobError(f"image {image} not found (pull or build it first)")
-        name = container_name(purpose)
-        options: dict[str, Any] = {
-            "image": image, "name": name, "environment": dict(env or {}), "no_new_privileges": True,
-            "network_mode": "bridge", "networks": {network: {}}, "log_config": {"Type": "k8s-file"},
-            "labels": labels(self.settings, purpose, time.time() + timeout),
-        }
-        if command:
-            options["command"] = command
+        image_user = (self.client.images.get(image).attrs.get("Config") or {}).get("User") or ""
+        options = service_options(self.settings, purpose, image, image_user, network, time.time() + timeout, env,
+                                  command)
+        name = options["name"]
         container = self.client.containers.create(**options)
         try:
             container.start()

@@ -17,7 +17,10 @@ _ASSIGNMENT = re.compile(
     r"(?i)\b((?:[\w-]*(?:password|passwd|secret|token|passphrase|access[_-]?key|api[_-]?key))"
     r"[\"']?\s*[=:]\s*[\"']?)([^\s\"',;&]+)"
 )
-_URL_CREDENTIALS = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)([^/\s@]+)(@)")
+# A URL's password runs from the first ':' after the user name to the last '@' before the host (RFC 3986:
+# the user information ends at the last '@' of the authority, which ends at the first '/', '?' or '#'),
+# so a password holding '@' or ':' is masked whole.
+_URL_CREDENTIALS = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^/?#\s:@]+:)([^/?#\s]+)(@)")
 
 
 def register_secret(value: str) -> None:

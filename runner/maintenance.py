@@ -16,7 +16,7 @@ from loguru import logger
 from runner.destinations import Destination
 from runner.engine import Engine
 from runner.repository import Repository, RepositoryError, opened
-from runner.results import RunResult, Status
+from runner.results import RunResult, Status, unexpected
 from runner.settings import Settings
 
 
@@ -51,6 +51,10 @@ def maintain(settings: Settings, engine: Engine, destination: Destination, sourc
                                                "nothing forgotten or pruned: the repository check did not pass")))
     except RepositoryError as error:
         outcome.runs += [(kind, error.result(source, destination.name)) for kind in kinds]
+    except Exception as error:  # contained: this repository fails, the others go on
+        message = unexpected(error)
+        logger.error("{} on {}: {}", source, destination.name, message)
+        outcome.runs += [(kind, RunResult(source, destination.name, Status.FAILED, message)) for kind in kinds]
     return outcome
 
 

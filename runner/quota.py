@@ -34,6 +34,10 @@ class QuotaCheck:
         return bool(self.quota) and self.uploaded_today + self.expected > self.quota
 
 
+class LedgerError(ValueError):
+    """The ledger file cannot be read as a ledger: today's uploads are unknown."""
+
+
 class UploadLedger:
     def __init__(self, path: Path):
         self.path = path
@@ -47,9 +51,17 @@ class UploadLedger:
 
     def _entries(self) -> list[dict]:
         try:
-            return json.loads(self.path.read_text())["uploads"]
+            entries = json.loads(self.path.read_text())["uploads"]
         except FileNotFoundError:
             return []
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
+            raise LedgerError(f"the upload ledger {self.path} is unreadable ({type(error).__name__}: {error}); "
+                              "move it aside to start counting again") from None
+        if not isinstance(entries, list) or not all(isinstance(e, dict) and {"day", "destination", "source", "bytes"}
+                                                    <= e.keys() for e in entries):
+            raise LedgerError(f"the upload ledger {self.path} does not hold a list of uploads; "
+                              "move it aside to start counting again")
+        return entries
 
     def uploaded_today(self, destination: str) -> int:
         day = today()

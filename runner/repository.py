@@ -44,6 +44,8 @@ SIDECAR_FAILED = 86
 SPENT_PIDS = 64
 
 Parsed = TypeVar("Parsed")
+# Words that mark the lines of a failed job's own output worth quoting in its message.
+ERROR_WORDS = ("error", "denied", "failed", "fatal", "no space", "not found", "refused")
 
 
 class RepositoryError(Exception):
@@ -137,8 +139,11 @@ class Repository:
         if result.timed_out:
             return RepositoryError(Status.TIMED_OUT, result.describe(), result.duration)
         assert result.exit_code is not None
-        said = restic.parse_output(result.stdout)
+        said = restic.parse_output([*result.stdout, *result.stderr_tail])  # restic reports errors on stderr
         detail = said.exit_error or "; ".join(said.errors[-3:]) or "\n".join(result.output_tail[-5:])
+        if said.exit_error and said.text:  # what the command it ran said (pg_dumpall's error, ssh's...)
+            errors = [line for line in said.text if any(word in line.lower() for word in ERROR_WORDS)]
+            detail += f" ({' '.join((errors or said.text)[-3:])})"
         status = Status.FAILED
         outcome = restic.outcome(result.exit_code)
         if outcome is restic.Outcome.REPOSITORY_MISSING:
@@ -281,10 +286,11 @@ class Repository:
             return added, None
 
     def forget(self, retention: RetentionSettings, tag: str) -> Forgotten:
-        """Apply the retention policy to the snapshots with this tag (nothing is pruned yet)."""
+        """Apply the retention policy to the snapshots with this tag (nothing is pruned yet); the
+        newest retention.minimum_snapshots are always kept."""
         result = self._run("forget", restic.forget(
             self._restic, daily=retention.keep_daily, monthly=retention.keep_monthly, yearly=retention.keep_yearly,
-            tags=[tag], retry_lock=self.settings.locks.retry_lock))
+            last=retention.minimum_snapshots, tags=[tag], retry_lock=self.settings.locks.retry_lock))
         groups = self._parsed(restic.parse_forget, result.stdout, "forget report")
         return Forgotten(tuple(s for g in groups for s in g.keep), tuple(s for g in groups for s in g.remove))
 

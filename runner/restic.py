@@ -149,11 +149,13 @@ def check(repo: Repository, subset: str | None = None, retry_lock: int | None = 
     return args
 
 
-def forget(repo: Repository, *, daily: int, monthly: int, yearly: int, tags: Iterable[str] = (),
+def forget(repo: Repository, *, daily: int, monthly: int, yearly: int, last: int = 0, tags: Iterable[str] = (),
            retry_lock: int | None = None) -> list[str]:
-    """Apply the retention policy to the snapshots with these tags (no prune: that is separate)."""
+    """Apply the retention policy to the snapshots with these tags (no prune: that is separate);
+    `last`: the most recent snapshots kept whatever their dates."""
     tag_filter = ["--tag", ",".join(tags)] if tags else []
-    return ["restic", *global_args(repo), *_retry(retry_lock), "forget", *tag_filter,
+    keep_last = ["--keep-last", str(last)] if last else []
+    return ["restic", *global_args(repo), *_retry(retry_lock), "forget", *tag_filter, *keep_last,
             "--keep-daily", str(daily), "--keep-monthly", str(monthly), "--keep-yearly", str(yearly)]
 
 

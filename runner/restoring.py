@@ -4,19 +4,20 @@ and the frame every restore test runs in. What a restore or restore test does wi
 the source's own (runner/sources/<name>/restore.py and restore_test.py).
 
 Restore order after a disaster: Vault (it holds every other credential), then PostgreSQL, then
-MinIO, then plain files. Each restore refuses to overwrite a non-empty target without `force`, and
-ends with the next step to take.
+MinIO, then plain files. Each restore refuses to overwrite a non-empty target without `force`; a
+forced one moves what was there aside instead of mixing with or deleting it. Each ends with the
+next step to take.
 """
 
 from __future__ import annotations
 
 import os
 import secrets
-import shutil
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from runner.destinations import Destination, configured
 from runner.engine import Engine, JobError
 from runner.repository import Repository, RepositoryError, opened
 from runner.restic import Snapshot
-from runner.results import RunResult, Status
+from runner.results import RunResult, Status, unexpected
 from runner.settings import Settings
 from runner.workspace import job_dir, remove_tree
 
@@ -77,31 +78,40 @@ def fetched(request: RestoreRequest, source: str, work: Path | None = None) -> I
         remove_tree(work)
 
 
-def put_in_place(restored: Path, target: Path) -> None:
+def put_in_place(restored: Path, target: Path) -> Path | None:
     """Move a completely restored tree to `target` by renaming (no second copy of the data, no extra
-    disk space); into a target that already holds files, entry by entry, the restored one replacing
-    one of the same name. What is moved becomes the runner's."""
+    disk space). A target that already holds files (a forced restore) is first moved aside, whole, to
+    `<target>.before-restore-<UTC time>` beside it: nothing is deleted, and nothing of the old contents
+    stays mixed in with the restored tree. Returns where the old contents went (None if there were
+    none). What is moved into place becomes the runner's."""
+    _refuse_mount_point(target)
+    aside = None
     if target.exists() and any(target.iterdir()):
-        _merge(restored, target)
-        return
-    if target.exists():
+        aside = moved_aside_name(target)
+        try:
+            target.rename(aside)
+        except OSError as error:
+            raise RestoreError(f"cannot move the old contents of {target} aside to {aside}: {error}") from None
+    elif target.exists():
         target.rmdir()
-    restored.replace(target)
+    try:
+        restored.replace(target)
+    except OSError as error:
+        if aside is not None:
+            aside.rename(target)  # the old contents back where they were
+        raise RestoreError(f"cannot move the restored tree to {target}: {error}") from None
     _adopt(target)
+    return aside
 
 
-def _merge(restored: Path, target: Path) -> None:
-    for entry in restored.iterdir():
-        destination = target / entry.name
-        if _is_real_dir(entry) and _is_real_dir(destination):
-            _merge(entry, destination)
-            continue
-        if _is_real_dir(destination):
-            shutil.rmtree(destination)
-        elif os.path.lexists(destination):
-            destination.unlink()
-        entry.replace(destination)
-        _adopt(destination)
+def moved_aside_name(target: Path) -> Path:
+    """A free name beside `target` for its old contents: <target>.before-restore-<UTC time>[-N]."""
+    base = target.with_name(f"{target.name}.before-restore-{datetime.now(UTC):%Y%m%dT%H%M%SZ}")
+    candidate, number = base, 1
+    while os.path.lexists(candidate):
+        number += 1
+        candidate = base.with_name(f"{base.name}-{number}")
+    return candidate
 
 
 def _is_real_dir(path: Path) -> bool:
@@ -113,9 +123,17 @@ def _adopt(path: Path) -> None:
         os.lchown(each, os.getuid(), os.getgid())
 
 
+def _refuse_mount_point(target: Path) -> None:
+    if os.path.ismount(target):
+        raise RestoreError(f"{target} is a mount point, which a restored tree cannot replace: restore into a "
+                           "directory inside it")
+
+
 def refuse_non_empty(target: Path, force: bool) -> None:
+    _refuse_mount_point(target)
     if target.exists() and any(target.iterdir()) and not force:
-        raise RestoreError(f"{target} is not empty; use --force to restore into it")
+        raise RestoreError(f"{target} is not empty; use --force to move its contents aside (to "
+                           f"{target.name}.before-restore-<UTC time>, beside it) and restore in its place")
 
 
 class Phases:
@@ -172,6 +190,8 @@ def run_test(settings: Settings, engine: Engine, source: str, test: Callable[[Tr
         status, message = Status.RESTORE_MISMATCH, f"restore test failed: {error}"
     except (RestoreError, RepositoryError, JobError) as error:
         status, message = Status.FAILED, f"restore test could not run: {error}"
+    except Exception as error:  # contained: this test fails, the next one runs
+        status, message = Status.FAILED, f"restore test could not run: {unexpected(error)}"
     finally:
         remove_tree(work)
     figures = {**figures, "phase_seconds": trial.phases.seconds}

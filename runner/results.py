@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from loguru import logger
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_DEFERRED = 75  # EX_TEMPFAIL: nothing failed, but something was put off (quota, another run)
@@ -38,6 +40,12 @@ class RunResult:
     duration: float = 0.0
     figures: dict[str, Any] = field(default_factory=dict)
     removed: list[dict] = field(default_factory=list)  # snapshots forgotten (prune): id, time
+
+
+def unexpected(error: Exception) -> str:
+    """An error nobody planned for, as a result's message (the traceback goes to the log at DEBUG)."""
+    logger.opt(exception=error).debug("unexpected error")
+    return f"unexpected {type(error).__name__}: {error}"
 
 
 def exit_code(results: list[RunResult]) -> int:

@@ -8,9 +8,11 @@ the defaults then stand alone).
 from __future__ import annotations
 
 import contextvars
+import ipaddress
 import os
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -67,6 +69,58 @@ def parse_size(value: Any) -> Any:
 
 
 Bytes = Annotated[int, BeforeValidator(parse_size), Field(ge=0)]
+
+
+_DNS_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+_PODMAN_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")  # Podman's rule for container and network names
+_USER_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}")
+_ROLE_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@$-]{0,62}")
+
+
+def host_name(value: str) -> str:
+    """A DNS name or an IP address: nothing an ssh or database client could take for an option."""
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    labels = value.removesuffix(".").split(".")
+    if len(value) > 253 or not all(_DNS_LABEL.fullmatch(label) for label in labels):
+        raise ValueError("must be a DNS name (dot-separated labels of letters, digits and '-', none starting or "
+                         "ending with '-') or an IP address")
+    return value
+
+
+def podman_name(value: str) -> str:
+    if not _PODMAN_NAME.fullmatch(value):
+        raise ValueError("must be a Podman name: letters, digits, '_', '.' and '-', starting with a letter or digit")
+    return value
+
+
+def user_name(value: str) -> str:
+    if not _USER_NAME.fullmatch(value):
+        raise ValueError("must be a user name: up to 64 letters, digits, '_', '.' and '-', not starting with '-' "
+                         "or '.'")
+    return value
+
+
+def user_and_group(value: str) -> str:
+    """USER or USER:GROUP, names or numbers (as `podman exec --user` takes them)."""
+    for part in value.split(":", 1):
+        user_name(part)
+    return value
+
+
+def role_name(value: str) -> str:
+    if not _ROLE_NAME.fullmatch(value):
+        raise ValueError("must be a role name: up to 63 letters, digits, '_', '.', '@', '$' and '-', not "
+                         "starting with '-', '.', '@' or '$'")
+    return value
+
+
+def optional(check: Callable[[str], str]) -> Callable[[str], str]:
+    """The check, for a setting whose empty value means something of its own."""
+    return lambda value: check(value) if value else value
 
 
 class Section(BaseModel):
@@ -178,7 +232,8 @@ class RetentionSettings(Section):
     keep_monthly: int = Field(12, ge=0, description="Keep the last snapshot of each of this many most recent months.")
     keep_yearly: int = Field(2, ge=0, description="Keep the last snapshot of each of this many most recent years.")
     minimum_snapshots: int = Field(
-        3, ge=1, description="Forget nothing in a repository holding fewer snapshots than this."
+        3, ge=1, description="The most recent snapshots always kept (restic --keep-last), whatever their dates; "
+        "nothing is forgotten in a repository holding fewer."
     )
     check_weeks: int = Field(
         8, ge=1, description="The weekly check reads 1/N of the data, a different part each week, so all "
@@ -250,8 +305,8 @@ class MonitoringSettings(Section):
                                "successful one of the same source by more than this fraction (0.5 = 50 %).")
     restore_test_every: Seconds = Field(
         35 * 86400, description="A source whose last passed restore test (on the destination the restore tests "
-        "read from) is older than this, or that has none, is reported (status, metrics) and alerted. "
-        "The tests run monthly; the default leaves a few days' slack."
+        "read from) is older than this, or that has none while its first good backup is older than this, "
+        "is reported (status, metrics) and alerted. The tests run monthly; the default leaves a few days' slack."
     )
     metrics_file: Path | None = Field(
         None, description="Prometheus textfile-collector file, rewritten after every run. Empty: "
@@ -340,7 +395,7 @@ class LocalDestination(DestinationBase):
 
 class NasDestination(DestinationBase):
     kind: Literal["nas"] = Field(description="A NAS reached over SSH/SFTP (restic's sftp backend).")
-    host: str = Field(description="Host name or address of the NAS (e.g. its Tailscale name).")
+    host: str = Field(description="DNS name or IP address of the NAS (e.g. its Tailscale name).")
     port: int = Field(22, ge=1, le=65535, description="SSH port of the NAS.")
     user: str = Field("backup", description="SSH user on the NAS.")
     path: str = Field(
@@ -370,6 +425,10 @@ class NasDestination(DestinationBase):
     )
     bandwidth_limit: Bytes = Field(10_000_000, description="Bytes per second, up and down; 0 for no limit.")
 
+    _host = field_validator("host")(host_name)
+    _user = field_validator("user")(user_name)
+    _network = field_validator("network")(podman_name)
+
 
 class GDriveDestination(DestinationBase):
     kind: Literal["gdrive"] = Field(description="Google Drive through rclone (restic's rclone backend).")
@@ -393,6 +452,8 @@ class GDriveDestination(DestinationBase):
         750_000_000_000, description="Drive's upload cap per day; a backup that would pass it is deferred."
     )
     network: str = Field("podman", description="Podman network of the job containers that talk to Google.")
+
+    _network = field_validator("network")(podman_name)
 
 
 DestinationConfig = Annotated[LocalDestination | NasDestination | GDriveDestination, Field(discriminator="kind")]
@@ -439,7 +500,8 @@ class PostgresSource(Section):
     )
     container: str = Field(
         "postgres", description="Name of the Podman container running PostgreSQL; empty for a server reached "
-        "only by `host` and `port` on `network` (e.g. a rootless runner backing up a server of another user)."
+        "only by `host` and `port` on `network` (e.g. a rootless runner backing up a server of another user), "
+        "which needs `host` and the network mode."
     )
     network: str = Field("", description="Network to reach it on (network mode). Empty: the container's first network.")
     host: str = Field(
@@ -455,6 +517,11 @@ class PostgresSource(Section):
         [], description="Extra pg_dumpall options, e.g. ['--no-role-passwords'] for a role that is not a superuser."
     )
     exec_user: str = Field("postgres", description="OS user pg_dumpall runs as inside the container (exec mode).")
+
+    _names = field_validator("container", "network")(optional(podman_name))  # empty: see the descriptions
+    _host = field_validator("host")(optional(host_name))
+    _user = field_validator("user")(role_name)
+    _exec_user = field_validator("exec_user")(user_and_group)
 
 
 class MinioSource(Section):
@@ -472,6 +539,8 @@ class MinioSource(Section):
     mirror_dir: Path | None = Field(
         None, description="Persistent local mirror of the buckets. Empty: '<paths.staging_dir>/minio-mirror'."
     )
+
+    _network = field_validator("network")(podman_name)
 
 
 class SourceSettings(Section):
@@ -580,11 +649,31 @@ def load_settings(explicit: Path | None = None) -> LoadedSettings:
         raise ConfigError([f"{candidate}: configuration file not found"])
     token = _toml_file.set(path)
     try:
-        return LoadedSettings(Settings(), path)
+        settings = Settings()
     except ValidationError as error:
         raise ConfigError([_describe(dict(e), path) for e in error.errors()]) from None
     finally:
         _toml_file.reset(token)
+    problems = [_describe({"loc": location, "msg": message, "type": "value_error"}, path)
+                for location, message in impossible_combinations(settings)]
+    if problems:
+        raise ConfigError(problems)
+    return LoadedSettings(settings, path)
+
+
+def impossible_combinations(settings: Settings) -> list[tuple[tuple[str, ...], str]]:
+    """(setting, problem) for settings that are valid one by one but cannot work together. Checked when
+    the configuration is loaded, after the fields: a source's preflight would only find them at night."""
+    postgres = settings.sources.postgres
+    if not postgres.enabled or postgres.container:
+        return []
+    if postgres.mode == "exec":
+        return [(("sources", "postgres", "mode"), "'exec' runs pg_dumpall inside the PostgreSQL container, but "
+                 "sources.postgres.container is empty: name the container, or use mode = 'network' with host")]
+    if not postgres.host:
+        return [(("sources", "postgres", "host"), "required when sources.postgres.container is empty (a server "
+                 "reached only by host and port): set host, or name the container")]
+    return []
 
 
 def env_name(location: tuple[Any, ...]) -> str:

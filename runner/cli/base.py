@@ -3,7 +3,9 @@ the engine, the selection of destinations and sources, reporting results and exi
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import signal
 import sys
 from pathlib import Path
@@ -32,12 +34,19 @@ def console() -> Console:
     return Console()
 
 
+# Set by the Quadlet units to the unit's name: whether a failed unit's runner got to report is
+# looked up by it (`notify unit-failed`).
+UNIT_ENV = "OFFSITE_BACKUP_UNIT"
+
+
 class Context:
     def __init__(self, config: Path | None, log_level: str | None, log_format: str | None = None):
         self.config = config
         self.log_level = log_level
         self.log_format = log_format
         self._loaded: LoadedSettings | None = None
+        self.unit = os.environ.get(UNIT_ENV, "")
+        self.reported = False  # the runs were recorded and their alerts sent
 
     def load(self) -> LoadedSettings:
         if self._loaded is None:
@@ -93,6 +102,19 @@ def cli(ctx: click.Context, config: Path | None, log_level: str | None, log_form
     ctx.obj = Context(config, log_level.upper() if log_level else None, log_format)
 
 
+def job_engine(context: Context):
+    """The engine for commands that report every job: when Podman does not answer, each job fails
+    with that reason and is recorded and alerted like any other failure."""
+    from runner.engine import Engine, EngineUnavailable
+
+    engine = Engine(context.settings)
+    try:
+        engine.ping()
+    except EngineUnavailable as error:
+        logger.error("{}: every job will fail", error)
+    return engine
+
+
 def engine_for(context: Context):
     from runner.engine import Engine, EngineUnavailable
 
@@ -124,12 +146,47 @@ def record_runs(settings, runs) -> None:
     record(settings, runs)
 
 
-def finish(settings, runs, as_json: bool) -> None:
+def finish(context: Context, runs, as_json: bool) -> None:
     """Alerts, metrics, dashboard and ping for the recorded runs; then the report and exit code."""
     from runner.monitoring import reporting
 
-    reporting.report(settings, runs)
+    reporting.report(context.settings, runs, context.unit)
+    context.reported = True
     report([result for _, result in runs], as_json)
+
+
+def tracked(command):
+    """Note in the history when a command starts and, once it has reported, how it ended: a systemd
+    unit that fails without that note is alerted by `notify unit-failed`."""
+
+    @functools.wraps(command)
+    def run(context: Context, *args, **kwargs):
+        from runner.monitoring.alerts import HISTORY_ERRORS
+        from runner.monitoring.history import open_history
+
+        name = command.__name__.replace("_", " ")
+        try:
+            history = open_history(context.settings.paths.state_dir)
+            invocation = history.start_invocation(context.unit, name)
+        except HISTORY_ERRORS as error:
+            logger.error("could not note the start of this run in the history: {}", error)
+            return command(context, *args, **kwargs)
+        code: int | None = None
+        try:
+            result = command(context, *args, **kwargs)
+            code = 0
+            return result
+        except SystemExit as stop:
+            code = stop.code if isinstance(stop.code, int) else EXIT_FAILED
+            raise
+        finally:
+            if context.reported and code is not None:
+                try:
+                    history.end_invocation(invocation, code)
+                except HISTORY_ERRORS as error:
+                    logger.error("could not note the end of this run in the history: {}", error)
+
+    return run
 
 
 def report(results, as_json: bool) -> None:

@@ -102,7 +102,10 @@ def jobs():
 @jobs.command("list")
 @pass_context
 def jobs_list(context: Context):
-    """List the job containers that exist now (a finished job leaves none)."""
+    """List this installation's job containers that exist now (a finished job leaves none).
+
+    Another installation on the same host (a demo beside production: another paths.state_dir) has its
+    own; containers of a runner from before containers were labelled by installation are listed too."""
     from runner.engine import JOB_LABEL
 
     table = Table("container", "job", "state", "created")
@@ -114,12 +117,16 @@ def jobs_list(context: Context):
 
 @jobs.command("gc")
 @click.option("--all", "everything", is_flag=True,
-              help="Also remove job containers that are still running within their time limit.")
+              help="Also remove this installation's job containers that are still running within their time limit.")
 @click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
 @pass_context
 def jobs_gc(context: Context, everything: bool, dry_run: bool):
-    """Remove job containers left behind by a crashed run: stopped or never-started ones,
-    and running ones past their time limit; then the restore tests' networks no container uses."""
+    """Remove this installation's job containers left behind by a crashed run: stopped or never-started
+    ones, and running ones past their time limit; then its restore tests' networks no container uses.
+
+    Another installation's containers and networks on the same host (another paths.state_dir) are left
+    alone. Those of a runner from before containers were labelled by installation are removed when stopped
+    or overdue, never while running (even with --all): they may be another installation's live jobs."""
     engine = engine_for(context)
     leftovers = engine.leftovers(include_running=everything)
     for container in leftovers:

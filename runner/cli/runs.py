@@ -8,12 +8,13 @@ from runner.cli.base import (
     Context,
     cli,
     destination_option,
-    engine_for,
     finish,
+    job_engine,
     json_option,
     pass_context,
     record_runs,
     selection,
+    tracked,
 )
 
 
@@ -27,6 +28,7 @@ def exec_():
 @destination_option
 @json_option
 @pass_context
+@tracked
 def exec_backup(context: Context, source_names, destination_names, as_json):
     """Back up SOURCEs: vault, postgres, minio, files, or all (the default: every enabled
     source, in restore priority order). One source failing does not stop the next.
@@ -40,20 +42,20 @@ def exec_backup(context: Context, source_names, destination_names, as_json):
     if "all" in source_names:
         source_names = ()
     chosen, names = selection(context, destination_names, source_names)
-    engine = engine_for(context)
+    engine = job_engine(context)
     runs = []
     for source in names:
         outcome = [("backup", result) for result in back_up(context.settings, engine, get(source), chosen)]
         record_runs(context.settings, outcome)
         runs += outcome
-    finish(context.settings, runs, as_json)
+    finish(context, runs, as_json)
 
 
 def maintain_repositories(context: Context, source_names, destination_names, as_json, prune: bool, subset: str | None):
     from runner.maintenance import maintain, rotating_subset
 
     chosen, names = selection(context, destination_names, source_names)
-    engine = engine_for(context)
+    engine = job_engine(context)
     subset = rotating_subset(context.settings) if subset is None else subset
     runs = []
     for destination in chosen:
@@ -61,7 +63,7 @@ def maintain_repositories(context: Context, source_names, destination_names, as_
             outcome = maintain(context.settings, engine, destination, source, prune=prune, subset=subset)
             record_runs(context.settings, outcome.runs)
             runs += outcome.runs
-    finish(context.settings, runs, as_json)
+    finish(context, runs, as_json)
 
 
 @exec_.command("check")
@@ -71,6 +73,7 @@ def maintain_repositories(context: Context, source_names, destination_names, as_
                                "Default: this week's 1/retention.check_weeks part, a different one each week.")
 @json_option
 @pass_context
+@tracked
 def exec_check(context: Context, source_names, destination_names, subset, as_json):
     """Verify repositories with `restic check`, reading a part of their data.
 
@@ -87,6 +90,7 @@ def exec_check(context: Context, source_names, destination_names, subset, as_jso
 @destination_option
 @json_option
 @pass_context
+@tracked
 def exec_prune(context: Context, source_names, destination_names, as_json):
     """Apply the retention policy: check each repository first, then forget and prune.
 
@@ -105,6 +109,7 @@ def exec_prune(context: Context, source_names, destination_names, as_json):
               help="Destination to restore from (default: restore_tests.destination, else the first enabled).")
 @json_option
 @pass_context
+@tracked
 def exec_restore_test(context: Context, source_names, destination_name, as_json):
     """Restore the latest snapshot of vault, postgres, minio, files (or all) into throwaway containers
     on an isolated network, or a staging directory, and compare it with what was recorded at backup time.
@@ -126,9 +131,9 @@ def exec_restore_test(context: Context, source_names, destination_name, as_json)
         destination = destination_for(context.settings, destination_name or context.settings.restore_tests.destination)
     except (ValueError, RestoreError) as error:
         raise click.UsageError(str(error)) from None
-    engine = engine_for(context)
+    engine = job_engine(context)
     runs = []
     for name in names:
         runs.append(("restore-test", run_test(context.settings, engine, name, get(name).restore_test, destination)))
         record_runs(context.settings, runs[-1:])
-    finish(context.settings, runs, as_json)
+    finish(context, runs, as_json)

@@ -1,14 +1,18 @@
 """Alerts: decided after every run, written to the log, mailed over SMTP, and pinged.
 
-A problem (a failing job, a put-off backup, a source past its RPO, a failed restore test) is
-announced once when it starts and once when it is resolved, however many runs it lasts: open
-problems are kept in the history. A backup whose size jumps is announced each time it happens.
+A problem (a failing job, a put-off backup, a source past its RPO, a restore test failed or overdue,
+a runner unit that failed without reporting) is announced once when it starts and once when it is
+resolved, however many runs it lasts: open problems are kept in the history. One whose mail could
+not be sent stays marked unmailed and goes out with the next report. A backup whose size jumps is
+announced each time it happens. When the history itself cannot be used, every failure is mailed
+anyway, with an alert about the history: sending never depends on recording.
 """
 
 from __future__ import annotations
 
 import smtplib
 import socket
+import sqlite3
 import ssl
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,14 +21,17 @@ from email.message import EmailMessage
 import requests
 from loguru import logger
 
-from runner.monitoring.history import History
-from runner.monitoring.status import overview, size_change
+from runner.logs import mask
+from runner.monitoring.history import History, open_history
+from runner.monitoring.status import RepositoryStatus, overview, size_change
 from runner.results import RunResult, Status
 from runner.secrets.catalog import smtp_credentials_file
 from runner.secrets.files import SecretFileError, check_secret_file
 from runner.settings import Settings
 
 PUT_OFF = (Status.DEFERRED, Status.SKIPPED)
+# What a broken history raises: a damaged or locked database, a full or read-only disk.
+HISTORY_ERRORS = (sqlite3.Error, OSError)
 
 
 @dataclass(frozen=True)
@@ -34,6 +41,7 @@ class Alert:
     source: str
     destination: str
     message: str
+    key: str = ""  # the open problem it announces (PROBLEM), marked mailed once sent
 
     @property
     def subject(self) -> str:
@@ -45,51 +53,97 @@ def _kind_of_failure(kind: str, result: RunResult) -> str:
         return "restore test failed"
     if result.status is Status.CHECK_FAILED:
         return "repository check failed"
+    if result.status is Status.PARTIAL:
+        return f"{kind} incomplete"
     return f"{kind} failed"
 
 
-def decide(settings: Settings, history: History, runs: list[tuple[str, RunResult]],
-           now: datetime | None = None) -> list[Alert]:
-    """The alerts these runs (already in the history) call for, updating the open problems."""
-    alerts: list[Alert] = []
+class _Problems:
+    """Opening and resolving problems in the history, collecting the alerts that calls for."""
 
-    def open_(key, kind, result_or_pair, message):
-        source, destination = result_or_pair
-        if history.open_alert(key, kind, source, destination, message):
-            alerts.append(Alert("PROBLEM", kind, source, destination, message))
+    def __init__(self, history: History):
+        self.history = history
+        self.alerts: list[Alert] = []
 
-    def resolve(key, message):
-        alert = history.resolve_alert(key, message)
+    def open(self, key: str, kind: str, where: tuple[str, str], message: str) -> None:
+        source, destination = where
+        if self.history.open_alert(key, kind, source, destination, message):
+            self.alerts.append(Alert("PROBLEM", kind, source, destination, message, key))
+
+    def resolve(self, key: str, message: str) -> None:
+        alert = self.history.resolve_alert(key, message)
         if alert:
-            alerts.append(Alert("RESOLVED", alert["kind"], alert["source"], alert["destination"], message))
+            self.alerts.append(Alert("RESOLVED", alert["kind"], alert["source"], alert["destination"], message))
 
+
+def decide(settings: Settings, history: History, runs: list[tuple[str, RunResult]],
+           now: datetime | None = None, unit: str = "") -> list[Alert]:
+    """The alerts these runs (already in the history) call for, updating the open problems; `unit`
+    is the systemd unit that started this runner, which has now reported. Problems still unmailed
+    from an earlier report are included."""
+    problems = _Problems(history)
     for kind, result in runs:
         where = (result.source, result.destination)
         key = f"{kind}:{result.source}:{result.destination}"
+        if kind == "prune" and result.status is Status.CHECK_FAILED:
+            continue  # it did not run because the check failed: the check's own alert says so
         if result.status.is_failure:
-            open_(key, _kind_of_failure(kind, result), where, result.message)
+            problems.open(key, _kind_of_failure(kind, result), where, result.message)
         elif result.status in PUT_OFF:
-            open_(f"{key}:put-off", f"{kind} {result.status.value}", where, result.message)
+            problems.open(f"{key}:put-off", f"{kind} {result.status.value}", where, result.message)
         else:
-            resolve(key, f"{kind} succeeded again: {result.message}")
-            resolve(f"{key}:put-off", f"{kind} ran: {result.message}")
+            problems.resolve(key, f"{kind} succeeded again: {result.message}")
+            problems.resolve(f"{key}:put-off", f"{kind} ran: {result.message}")
             if kind == "backup":
-                alerts += _size_anomaly(settings, history, result)
+                problems.alerts += _size_anomaly(settings, history, result)
 
     now = now or datetime.now(UTC)
     for state in overview(settings, history, now):
         key = f"rpo:{state.source}:{state.destination}"
         where = (state.source, state.destination)
         if state.within_rpo:
-            resolve(key, f"a backup succeeded {state.age_hours} h ago, within the RPO")
+            problems.resolve(key, f"a backup succeeded {state.age_hours} h ago, within the RPO")
         elif _overdue(settings, history, state, now):
             since = f"last success {state.age_hours} h ago" if state.last_success else "no successful backup yet"
-            open_(key, "recovery point objective missed", where,
-                  f"{since}; the RPO is {settings.monitoring.rpo / 3600:g} h")
-    if runs:
-        alerts += resolve_unit_alerts(history)
+            problems.open(key, "recovery point objective missed", where,
+                          f"{since}; the RPO is {settings.monitoring.rpo / 3600:g} h")
+        _restore_test_due(settings, state, problems)
+    if unit:
+        problems.resolve(f"unit:{unit}", "the unit ran and reported again")
+    alerts = problems.alerts
+    fresh = {alert.key for alert in alerts}
+    alerts += [Alert("PROBLEM", row["kind"], row["source"], row["destination"], row["message"], row["key"])
+               for row in history.unmailed_alerts() if row["key"] not in fresh]
     for alert in alerts:
         (logger.info if alert.event == "RESOLVED" else logger.warning)("alert {}: {}", alert.subject, alert.message)
+    return alerts
+
+
+def _restore_test_due(settings: Settings, state: RepositoryStatus, problems: _Problems) -> None:
+    if state.restore_test_overdue is None:
+        return
+    key = f"restore-test-due:{state.source}:{state.destination}"
+    if not state.restore_test_overdue:
+        problems.resolve(key, "a restore test passed")
+        return
+    every = settings.monitoring.restore_test_every / 86400
+    last = (f"the last passed one ran {state.last_restore_test_at:%Y-%m-%d}"
+            if state.last_restore_test == "ok" and state.last_restore_test_at else "none has passed yet")
+    problems.open(key, "restore test overdue", (state.source, state.destination),
+                  f"no restore test passed in the last {every:g} days ({last}): run "
+                  f"`runner exec restore-test {state.source}`")
+
+
+def without_history(settings: Settings, runs: list[tuple[str, RunResult]], error: Exception) -> list[Alert]:
+    """When the history cannot be used: every failure, undeduplicated, and the history's own problem."""
+    path = settings.paths.state_dir / "history.sqlite"
+    alerts = [Alert("PROBLEM", "run history unusable", "-", "-",
+                    f"{path}: {error}. Runs are not recorded and alerts not deduplicated until it is repaired or "
+                    "moved aside (a new one is then created); `runner status` cannot report.")]
+    alerts += [Alert("PROBLEM", _kind_of_failure(kind, result), result.source, result.destination, result.message)
+               for kind, result in runs if result.status.is_failure]
+    for alert in alerts:
+        logger.error("alert {}: {}", alert.subject, alert.message)
     return alerts
 
 
@@ -117,40 +171,61 @@ def _size_anomaly(settings: Settings, history: History, result: RunResult) -> li
 
 
 def unit_failed(settings: Settings, unit: str, within: int) -> list[Alert]:
-    """A systemd unit of the runner failed; alert unless the runner recorded its runs itself."""
-    history = History(settings.paths.state_dir / "history.sqlite")
-    recent = [run for run in history.runs(limit=20)
-              if (datetime.now(UTC) - run.ended_at).total_seconds() <= within]
-    if recent:
-        logger.info("{} failed after recording its runs: their alerts were decided then", unit)
+    """A systemd unit of the runner failed: alert unless its runner got to report (its failures were
+    alerted then). It did when its last invocation, started within `within` seconds, ended."""
+    now = datetime.now(UTC)
+    history: History | None = None
+    last = None
+    try:
+        history = open_history(settings.paths.state_dir)
+        last = history.last_invocation(unit)
+    except HISTORY_ERRORS as error:
+        history = None
+        logger.error("the run history cannot be read: {}", error)
+    started = datetime.fromisoformat(last["started_at"]) if last else None
+    recent = started is not None and (now - started).total_seconds() <= within
+    if last and recent and last["ended_at"]:
+        logger.info("{} failed after its runner reported (exit code {}): alerted then", unit, last["exit_code"])
         return []
-    message = (f"systemd unit {unit} failed without recording any run: the runner could not start, or was "
-               f"killed or timed out. See `journalctl -u {unit}`.")
-    alerts = []
-    if history.open_alert(f"unit:{unit}", "runner did not run", unit, "-", message):
-        alerts.append(Alert("PROBLEM", "runner did not run", unit, "-", message))
-        logger.error("alert: {}", message)
-    send(settings, alerts)
-    return alerts
+    if recent and started:
+        what = (f"its runner started at {started:%Y-%m-%d %H:%M} UTC and never finished reporting: it was "
+                "killed, timed out or crashed")
+    else:
+        what = "its runner did not start (configuration, image, Podman or the history)"
+    message = f"systemd unit {unit} failed: {what}. See `journalctl -u {unit}`."
+    alert = Alert("PROBLEM", "runner did not report", unit, "-", message, f"unit:{unit}")
+    if history is not None:
+        try:
+            announced = not history.open_alert(alert.key, alert.kind, unit, "-", message)
+            if announced and alert.key not in {row["key"] for row in history.unmailed_alerts()}:
+                return []
+        except HISTORY_ERRORS as error:
+            history = None
+            logger.error("the run history cannot be written: {}", error)
+    logger.error("alert: {}", message)
+    delivered(settings, history, [alert])
+    return [alert]
 
 
-def resolve_unit_alerts(history: History) -> list[Alert]:
-    """Runs were recorded again: the runner runs."""
-    resolved = []
-    for key in [key for key in history.open_alerts() if key.startswith("unit:")]:
-        alert = history.resolve_alert(key, "the runner recorded runs again")
-        if alert is None:  # resolved meanwhile by another run
-            continue
-        resolved.append(Alert("RESOLVED", alert["kind"], alert["source"], alert["destination"],
-                              "the runner recorded runs again"))
-    return resolved
+def delivered(settings: Settings, history: History | None, alerts: list[Alert]) -> bool:
+    """Send the alerts; mark the problems they announce as mailed once they went out."""
+    if not send(settings, alerts):
+        return False
+    keys = [alert.key for alert in alerts if alert.key]
+    if history is not None and keys:
+        try:
+            history.mark_mailed(keys)
+        except HISTORY_ERRORS as error:
+            logger.error("could not note in the history that the alerts were mailed: {}", error)
+    return True
 
 
-def send(settings: Settings, alerts: list[Alert]) -> None:
-    """Mail each alert; a mail that cannot be sent is logged, never fatal."""
+def send(settings: Settings, alerts: list[Alert]) -> bool:
+    """Mail each alert; True when they went out (or there is nobody to mail: the log has them). A mail
+    that cannot be sent is logged, never fatal."""
     config = settings.alerts
     if not alerts or not config.email_to:
-        return
+        return True
     try:
         with smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=30) as smtp:
             if config.starttls:
@@ -164,9 +239,11 @@ def send(settings: Settings, alerts: list[Alert]) -> None:
             for alert in alerts:
                 smtp.send_message(_mail(settings, alert))
         logger.info("mailed {} alert(s) to {}", len(alerts), ", ".join(config.email_to))
+        return True
     except (OSError, smtplib.SMTPException, SecretFileError) as error:
-        logger.error("could not mail {} alert(s) through {}:{}: {}", len(alerts), config.smtp_host,
-                     config.smtp_port, error)
+        logger.error("could not mail {} alert(s) through {}:{}: {} (they go out again with the next report)",
+                     len(alerts), config.smtp_host, config.smtp_port, error)
+        return False
 
 
 def _mail(settings: Settings, alert: Alert) -> EmailMessage:
@@ -177,7 +254,7 @@ def _mail(settings: Settings, alert: Alert) -> EmailMessage:
     mail.set_content(
         f"{alert.event}: {alert.kind}\n\nsource:      {alert.source}\ndestination: {alert.destination}\n"
         f"host:        {socket.gethostname()}\ntime:        {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\n"
-        f"{alert.message}\n\n`runner status` shows the state of every source; "
+        f"{mask(alert.message)}\n\n`runner status` shows the state of every source; "
         "the runbook is docs/disaster-recovery.md.\n")
     return mail
 

@@ -93,6 +93,8 @@ def render(settings: Settings, history: History, now: datetime | None = None) ->
         restore = escape(state.last_restore_test or "-")
         if state.last_restore_test_at:
             restore += f" ({state.last_restore_test_at:%Y-%m-%d}, {state.last_restore_test_seconds:.0f} s)"
+        if state.restore_test_overdue:
+            restore += ' <span class="bad">overdue</span>'
         rows.append(f"<tr><td>{escape(state.source)}</td><td>{escape(state.destination)}</td><td>{health}</td>"
                     f"<td>{age}</td><td>{rpo}</td><td>{escape(state.last_outcome or '-')}</td>"
                     f"<td>{size_text(state.last_size)}</td><td>{change}</td><td>{size_text(state.repository_bytes)}</td>"

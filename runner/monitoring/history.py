@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from runner.logs import mask
 from runner.results import RunResult
 
 MIGRATIONS = [
@@ -63,6 +64,19 @@ MIGRATIONS = [
         message TEXT NOT NULL
     );
     """,
+    """
+    CREATE TABLE invocations (
+        id INTEGER PRIMARY KEY,
+        unit TEXT NOT NULL,                -- the systemd unit that started the runner; '' by hand
+        command TEXT NOT NULL,
+        started_at TEXT NOT NULL,
+        ended_at TEXT,                     -- set once the runner has reported its runs
+        exit_code INTEGER
+    );
+    CREATE INDEX invocations_by_unit ON invocations (unit, started_at);
+    -- an open alert whose mail could not be sent is sent again with the next report
+    ALTER TABLE open_alerts ADD COLUMN mailed INTEGER NOT NULL DEFAULT 1;
+    """,
 ]
 
 
@@ -111,10 +125,10 @@ class History:
                 " snapshot_id, bytes_processed, bytes_added, stored_bytes, figures)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (kind, result.source, result.destination, started_at.isoformat(), ended_at.isoformat(),
-                 result.duration or (ended_at - started_at).total_seconds(), result.status.value, result.message,
+                 result.duration or (ended_at - started_at).total_seconds(), result.status.value, mask(result.message),
                  result.snapshot_id, figures.get("total_bytes_processed"),
                  figures.get("data_added_packed", figures.get("data_added")), figures.get("repository_bytes"),
-                 json.dumps(figures, default=str)),
+                 mask(json.dumps(figures, default=str))),
             )
             for snapshot in result.removed:
                 connection.execute(
@@ -153,15 +167,45 @@ class History:
             return {row["key"]: dict(row) for row in connection.execute("SELECT * FROM open_alerts")}
 
     def open_alert(self, key: str, kind: str, source: str, destination: str, message: str) -> bool:
-        """Mark a problem open; False if it already was."""
+        """Mark a problem open, not yet mailed; False if it already was open."""
         at = now().isoformat()
         with closing(self._connect()) as connection, connection:
             inserted = connection.execute(
-                "INSERT OR IGNORE INTO open_alerts VALUES (?, ?, ?, ?, ?, ?)",
-                (key, kind, source, destination, at, message)).rowcount
+                "INSERT OR IGNORE INTO open_alerts (key, kind, source, destination, opened_at, message, mailed)"
+                " VALUES (?, ?, ?, ?, ?, ?, 0)", (key, kind, source, destination, at, mask(message))).rowcount
             if inserted:
                 self._log(connection, at, key, kind, "opened", source, destination, message)
             return bool(inserted)
+
+    def unmailed_alerts(self) -> list[dict]:
+        """Open problems whose mail has not gone out yet."""
+        with closing(self._connect()) as connection:
+            connection.row_factory = sqlite3.Row
+            return [dict(row) for row in connection.execute("SELECT * FROM open_alerts WHERE mailed = 0")]
+
+    def mark_mailed(self, keys: list[str]) -> None:
+        with closing(self._connect()) as connection, connection:
+            connection.executemany("UPDATE open_alerts SET mailed = 1 WHERE key = ?", [(key,) for key in keys])
+
+    # Invocations: which systemd unit started the runner, and whether the runner got to report.
+    def start_invocation(self, unit: str, command: str) -> int:
+        with closing(self._connect()) as connection, connection:
+            cursor = connection.execute("INSERT INTO invocations (unit, command, started_at) VALUES (?, ?, ?)",
+                                        (unit, command, now().isoformat()))
+            assert cursor.lastrowid is not None
+            return cursor.lastrowid
+
+    def end_invocation(self, invocation: int, exit_code: int) -> None:
+        with closing(self._connect()) as connection, connection:
+            connection.execute("UPDATE invocations SET ended_at = ?, exit_code = ? WHERE id = ?",
+                               (now().isoformat(), exit_code, invocation))
+
+    def last_invocation(self, unit: str) -> dict | None:
+        with closing(self._connect()) as connection:
+            connection.row_factory = sqlite3.Row
+            row = connection.execute("SELECT * FROM invocations WHERE unit = ? ORDER BY started_at DESC, id DESC "
+                                     "LIMIT 1", (unit,)).fetchone()
+            return dict(row) if row else None
 
     def resolve_alert(self, key: str, message: str) -> dict | None:
         """Close an open problem; returns it, or None if it was not open."""
@@ -182,7 +226,7 @@ class History:
     @staticmethod
     def _log(connection, at, key, kind, event, source, destination, message) -> None:
         connection.execute("INSERT INTO alert_log (at, key, kind, event, source, destination, message)"
-                           " VALUES (?, ?, ?, ?, ?, ?, ?)", (at, key, kind, event, source, destination, message))
+                           " VALUES (?, ?, ?, ?, ?, ?, ?)", (at, key, kind, event, source, destination, mask(message)))
 
     def alert_log(self, limit: int = 50) -> list[dict]:
         with closing(self._connect()) as connection:

@@ -45,6 +45,8 @@ def registry(settings: Settings, history: History) -> CollectorRegistry:
     restore_seconds = gauge("restore_test_duration_seconds", "Duration of the last restore test.", repository)
     age = gauge("last_success_age_seconds", "Seconds since the last successful backup.", repository)
     within = gauge("within_rpo", "1 if the last successful backup is younger than the RPO.", repository)
+    test_overdue = gauge("restore_test_overdue", "1 if no restore test passed within monitoring.restore_test_every "
+                         "(on the destination the restore tests read from).", repository)
     quota_used = gauge("quota_used_bytes", "Bytes uploaded today (UTC) to the destination.", ("destination",))
     quota_limit = gauge("quota_limit_bytes", "Daily upload quota of the destination (0: none).", ("destination",))
 
@@ -80,6 +82,8 @@ def registry(settings: Settings, history: History) -> CollectorRegistry:
         if state.age_hours is not None:
             age.labels(state.source, state.destination).set(state.age_hours * 3600)
         within.labels(state.source, state.destination).set(1 if state.within_rpo else 0)
+        if state.restore_test_overdue is not None:
+            test_overdue.labels(state.source, state.destination).set(1 if state.restore_test_overdue else 0)
     uploads = ledger(settings.paths.state_dir)
     for destination in configured(settings):
         quota_used.labels(destination.name).set(uploads.uploaded_today(destination.name))

@@ -12,6 +12,9 @@ from runner.settings import Settings
 from runner.sources import enabled
 
 OK = "ok"
+# A partial backup stored a snapshot of all but what it names: a recovery point for the RPO, but
+# its outcome still needs attention.
+RECOVERY_POINT = (OK, "partial")
 
 
 @dataclass
@@ -30,11 +33,15 @@ class RepositoryStatus:
     last_restore_test: str | None
     last_restore_test_at: datetime | None
     last_restore_test_seconds: float | None
+    # on the destination the restore tests read from: no restore test passed within
+    # monitoring.restore_test_every (of the last passed one, or of the first good backup);
+    # None elsewhere: the tests do not read from there
+    restore_test_overdue: bool | None = None
 
     @property
     def healthy(self) -> bool:
         return self.within_rpo and self.last_outcome in (OK, "deferred by quota", "skipped by lock") \
-            and self.last_restore_test in (None, OK)
+            and self.last_restore_test in (None, OK) and not self.restore_test_overdue
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -51,16 +58,29 @@ def size_change(current: Run, previous: Run | None) -> float | None:
     return (current.bytes_processed - previous.bytes_processed) / previous.bytes_processed
 
 
+def restore_test_destination(settings: Settings) -> str | None:
+    """The destination the restore tests read from: restore_tests.destination, else the first enabled."""
+    if settings.restore_tests.destination:
+        return settings.restore_tests.destination
+    return next((destination.name for destination in configured(settings)), None)
+
+
 def repository_status(settings: Settings, history: History, source: str, destination: str,
                       now: datetime | None = None) -> RepositoryStatus:
     now = now or datetime.now(UTC)
     backups = history.runs(kind="backup", source=source, destination=destination)
-    successes = [run for run in backups if run.status == OK]
+    successes = [run for run in backups if run.status in RECOVERY_POINT]
     last, previous = (successes + [None, None])[:2]
     age = (now - last.ended_at).total_seconds() / 3600 if last else None
     change = size_change(last, previous) if last else None
     sized = next((run for run in history.runs(source=source, destination=destination) if run.stored_bytes), None)
-    tests = history.runs(kind="restore-test", source=source, destination=destination, limit=1)
+    tests = history.runs(kind="restore-test", source=source, destination=destination)
+    overdue = None
+    if destination == restore_test_destination(settings):
+        # due every restore_test_every since the last passed test, or else since the first good backup
+        passed = next((run for run in tests if run.status == OK), None)
+        since = passed.ended_at if passed else successes[-1].ended_at if successes else None
+        overdue = since is not None and (now - since).total_seconds() > settings.monitoring.restore_test_every
     return RepositoryStatus(
         source=source, destination=destination,
         last_success=last.ended_at if last else None,
@@ -75,6 +95,7 @@ def repository_status(settings: Settings, history: History, source: str, destina
         last_restore_test=tests[0].status if tests else None,
         last_restore_test_at=tests[0].ended_at if tests else None,
         last_restore_test_seconds=tests[0].duration if tests else None,
+        restore_test_overdue=overdue,
     )
 
 

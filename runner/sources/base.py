@@ -57,6 +57,9 @@ class Payload:
     sidecar: Path | None = None
     companion: Callable[[], Companion] | None = None
     figures: dict[str, Any] = field(default_factory=dict)  # what preparing measured
+    # What the source holds but could not be staged ("what: why"): the snapshot is stored without
+    # it, and the run is reported partial, naming it.
+    unsaved: tuple[str, ...] = ()
 
 
 @runtime_checkable

@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 from click.testing import CliRunner
 
 from runner.cli import cli
-from runner.monitoring.alerts import decide
+from runner.monitoring import alerts
 from runner.monitoring.history import History
 from runner.monitoring.status import overview
 from runner.results import RunResult, Status
@@ -21,6 +21,18 @@ def settings_for(tmp_path) -> Settings:
                              "postgres": {"enabled": False}, "minio": {"enabled": False}})
 
 
+def decide(settings, history, runs, now=None, unit=""):
+    """The alerts decided and, as the runner does, delivered (to the log: no mail is configured)."""
+    decided = alerts.decide(settings, history, runs, now, unit)
+    assert alerts.delivered(settings, history, decided)
+    return decided
+
+
+def restore_tested(history, at=NOW, status=Status.OK):
+    """A restore test of the source, so that only the alert under test is due."""
+    history.record("restore-test", RunResult("files", "nas", status, "restored"), ended_at=at)
+
+
 def backup(history, status=Status.OK, processed=1000, at=NOW):
     result = RunResult("files", "nas", status, "x", figures={"total_bytes_processed": processed}, duration=10)
     history.record("backup", result, ended_at=at)
@@ -29,6 +41,7 @@ def backup(history, status=Status.OK, processed=1000, at=NOW):
 
 def test_three_failures_one_problem_then_one_resolution(tmp_path):
     settings, history = settings_for(tmp_path), History(tmp_path / "history.sqlite")
+    restore_tested(history)
     events = [decide(settings, history, [backup(history, Status.FAILED)], NOW) for _ in range(3)]
     assert [[a.event for a in e] for e in events] == [["PROBLEM"], [], []]
     assert events[0][0].kind == "backup failed"
@@ -39,6 +52,7 @@ def test_three_failures_one_problem_then_one_resolution(tmp_path):
 
 def test_size_anomaly_only_beyond_half_and_not_on_the_first_run(tmp_path):
     settings, history = settings_for(tmp_path), History(tmp_path / "history.sqlite")
+    restore_tested(history)
     assert decide(settings, history, [backup(history, processed=1000)], NOW) == []
     assert decide(settings, history, [backup(history, processed=1200)], NOW) == []  # +20 %
     [notice] = decide(settings, history, [backup(history, processed=1920)], NOW)  # +60 %
@@ -47,14 +61,36 @@ def test_size_anomaly_only_beyond_half_and_not_on_the_first_run(tmp_path):
 
 def test_restore_test_failure_is_its_own_kind(tmp_path):
     settings, history = settings_for(tmp_path), History(tmp_path / "history.sqlite")
+    backup(history)
     result = RunResult("files", "nas", Status.RESTORE_MISMATCH, "shop: public.t differs")
-    history.record("restore-test", result)
+    history.record("restore-test", result, ended_at=NOW)
     [alert] = decide(settings, history, [("restore-test", result)], NOW)
     assert alert.kind == "restore test failed"
 
 
+def test_a_restore_test_is_due_every_month(tmp_path):
+    settings, history = settings_for(tmp_path), History(tmp_path / "history.sqlite")
+    backup(history, at=NOW - timedelta(days=40))
+    backup(history)
+    assert not overview(settings, history, NOW - timedelta(days=20))[0].restore_test_overdue  # not due yet
+    [state] = overview(settings, history, NOW)
+    assert state.restore_test_overdue and not state.healthy  # never tested, 40 days after the first backup
+    [due] = decide(settings, history, [], NOW)
+    assert (due.event, due.kind) == ("PROBLEM", "restore test overdue") and "none has passed yet" in due.message
+    assert decide(settings, history, [], NOW) == []  # announced once
+    restore_tested(history, at=NOW - timedelta(days=1))
+    [passed] = decide(settings, history, [], NOW)
+    assert (passed.event, passed.kind) == ("RESOLVED", "restore test overdue")
+    [state] = overview(settings, history, NOW + timedelta(days=36))
+    assert state.restore_test_overdue  # the last one passed 37 days ago
+    [elsewhere] = overview(settings_for(tmp_path).model_copy(update={"restore_tests": settings.restore_tests.model_copy(
+        update={"destination": "other"})}), history, NOW)
+    assert elsewhere.restore_test_overdue is None  # the tests read from another destination
+
+
 def test_past_the_rpo_status_fails_and_alerts_once(tmp_path):
     settings, history = settings_for(tmp_path), History(tmp_path / "history.sqlite")
+    restore_tested(history)
     backup(history, at=NOW - timedelta(hours=25))
     [state] = overview(settings, history, NOW)
     assert not state.within_rpo and state.age_hours == 25.0 and not state.healthy
@@ -70,18 +106,48 @@ def test_past_the_rpo_status_fails_and_alerts_once(tmp_path):
 def test_recent_success_is_healthy(tmp_path):
     settings, history = settings_for(tmp_path), History(tmp_path / "history.sqlite")
     backup(history, at=datetime.now(UTC) - timedelta(hours=2))
+    restore_tested(history, at=datetime.now(UTC) - timedelta(days=20))
     config = write_config(settings, tmp_path / "runner.toml")
     result = CliRunner().invoke(cli, ["--config", str(config), "status"], prog_name="runner")
     assert result.exit_code == 0, result.output
 
 
-def test_unit_failure_alerts_only_when_the_runner_recorded_nothing(tmp_path):
+def test_a_failed_unit_is_alerted_unless_its_runner_reported(tmp_path):
     from runner.monitoring.alerts import unit_failed
 
     settings, history = settings_for(tmp_path), History(tmp_path / "history.sqlite")
-    [alert] = unit_failed(settings, "offsite-backup-postgres.service", within=3600)
-    assert alert.kind == "runner did not run" and "journalctl -u offsite-backup-postgres.service" in alert.message
-    assert unit_failed(settings, "offsite-backup-postgres.service", within=3600) == []  # once
-    resolved = decide(settings, history, [backup(history, at=datetime.now(UTC))])
-    assert [(a.event, a.kind) for a in resolved] == [("RESOLVED", "runner did not run")]
-    assert unit_failed(settings, "offsite-backup-postgres.service", within=3600) == []  # runs were recorded
+    unit, other = "offsite-backup-postgres.service", "offsite-backup-minio.service"
+    history.end_invocation(history.start_invocation(other, "exec backup"), 0)  # another unit ran fine
+    [alert] = unit_failed(settings, unit, within=3600)
+    assert alert.kind == "runner did not report" and "did not start" in alert.message
+    assert f"journalctl -u {unit}" in alert.message
+    assert unit_failed(settings, unit, within=3600) == []  # once
+    resolved = decide(settings, history, [], unit=unit)
+    assert ("RESOLVED", "runner did not report") in [(a.event, a.kind) for a in resolved]
+
+    started = history.start_invocation(unit, "exec backup")  # then killed: it never reported
+    [killed] = unit_failed(settings, unit, within=3600)
+    assert "never finished reporting" in killed.message
+    decide(settings, history, [], unit=unit)
+    history.end_invocation(started, 1)  # it reported its failures itself
+    assert unit_failed(settings, unit, within=3600) == []
+
+
+def test_an_alert_that_could_not_be_mailed_goes_out_with_the_next_report(tmp_path):
+    import socket
+
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    history = History(tmp_path / "history.sqlite")
+    mailing = settings_for(tmp_path).model_copy(update={"alerts": Settings().alerts.model_copy(update={
+        "email_to": ["admin@example.org"], "smtp_host": "127.0.0.1", "smtp_port": port, "smtp_login": False,
+        "starttls": False})})
+    restore_tested(history)
+    failed = alerts.decide(mailing, history, [backup(history, Status.FAILED)], NOW)
+    assert [a.kind for a in failed] == ["backup failed"]
+    assert not alerts.delivered(mailing, history, failed)  # the SMTP server is down
+    again = alerts.decide(mailing, history, [backup(history, Status.FAILED)], NOW)
+    assert [(a.event, a.kind) for a in again] == [("PROBLEM", "backup failed")]  # still to be mailed
+    assert alerts.delivered(settings_for(tmp_path), history, again)
+    assert alerts.decide(mailing, history, [backup(history, Status.FAILED)], NOW) == []

@@ -1,12 +1,15 @@
+import base64
 import json
 import socket
+import struct
+import textwrap
 import threading
 from pathlib import Path
 
 import pytest
 
 from runner import destinations, rclone
-from runner.destinations import DestinationUnavailable, GDrive, Nas, RepositoryMissing
+from runner.destinations import DestinationUnavailable, GDrive, Nas, PrivateKey, RepositoryMissing, private_key
 from runner.settings import GDriveDestination, Settings
 
 
@@ -102,7 +105,7 @@ def test_nas_preflight_names_missing_key(tmp_path):
 
 def test_nas_preflight_fails_fast_on_a_closed_port(tmp_path):
     destination = nas(tmp_path, host="127.0.0.1", port=free_port(), connect_timeout=2)
-    secret(destination.key_file)
+    secret(destination.key_file, openssh_key("ssh-ed25519"))
     secret(destination.known_hosts_file)
     with pytest.raises(DestinationUnavailable, match=r"cannot reach NAS 127\.0\.0\.1 port \d+"):
         destination.preflight()
@@ -164,3 +167,75 @@ def test_drive_access_writes_config_without_the_key(tmp_path):
     assert access.env == {"RCLONE_CONFIG": GDrive.RCLONE_CONFIG}
     config = next(m.source for m in access.mounts if m.target == GDrive.RCLONE_CONFIG)
     assert "PRIVATE KEY" not in config.read_text() and GDrive.SERVICE_ACCOUNT in config.read_text()
+
+
+def armoured(label: str, data: bytes, headers: str = "") -> str:
+    body = "\n".join(textwrap.wrap(base64.b64encode(data).decode(), 70))
+    return f"-----BEGIN {label}-----\n{headers}{body}\n-----END {label}-----\n"
+
+
+def openssh_key(key_type: str, cipher: str = "none") -> str:
+    """A key file laid out as ssh-keygen writes it (openssh-key-v1), with dummy key material."""
+    def string(value: bytes) -> bytes:
+        return struct.pack(">I", len(value)) + value
+
+    public = string(key_type.encode()) + string(bytes(32))
+    kdf = b"none" if cipher == "none" else b"bcrypt"
+    blob = (b"openssh-key-v1\0" + string(cipher.encode()) + string(kdf) + string(b"") + struct.pack(">I", 1)
+            + string(public) + string(bytes(64)))
+    return armoured("OPENSSH PRIVATE KEY", blob)
+
+
+# PKCS#8 PrivateKeyInfo: version 0, then the algorithm's object identifier
+PKCS8_ED25519 = bytes.fromhex("302e020100300506032b657004220420") + bytes(32)
+PKCS8_RSA = bytes.fromhex("308204bd020100300d06092a864886f70d0101010500048204a7") + bytes(64)
+
+
+@pytest.mark.parametrize("text, found", [
+    (openssh_key("ssh-ed25519"), PrivateKey("ssh-ed25519", "OpenSSH")),
+    (openssh_key("ssh-ed25519", cipher="aes256-ctr"), PrivateKey("ssh-ed25519", "OpenSSH", encrypted=True)),
+    (openssh_key("ssh-rsa"), PrivateKey("ssh-rsa", "OpenSSH")),
+    (openssh_key("ecdsa-sha2-nistp256"), PrivateKey("ecdsa-sha2-nistp256", "OpenSSH")),
+    (openssh_key("sk-ssh-ed25519@openssh.com"), PrivateKey("sk-ssh-ed25519@openssh.com", "OpenSSH")),
+    (armoured("RSA PRIVATE KEY", bytes(600)), PrivateKey("ssh-rsa", "PEM")),
+    (armoured("RSA PRIVATE KEY", bytes(600), "Proc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00FF\n\n"),
+     PrivateKey("ssh-rsa", "PEM", encrypted=True)),
+    (armoured("EC PRIVATE KEY", bytes(100)), PrivateKey("ecdsa", "PEM")),
+    (armoured("PRIVATE KEY", PKCS8_RSA), PrivateKey("ssh-rsa", "PKCS#8")),
+    (armoured("PRIVATE KEY", PKCS8_ED25519), PrivateKey("ssh-ed25519", "PKCS#8")),
+    (armoured("ENCRYPTED PRIVATE KEY", bytes(100)), PrivateKey("", "PKCS#8", encrypted=True)),
+])
+def test_private_key_type_is_read_from_the_file(text, found):
+    assert private_key(text) == found
+
+
+@pytest.mark.parametrize("text, described", [
+    ("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPglwKleQ6LNglAByJatb15cu/VXSDTs8M1ClmBAbX7O runner\n",
+     "not an SSH private key (no '-----BEGIN ... PRIVATE KEY-----' line)"),
+    (armoured("CERTIFICATE", bytes(10)), "not an SSH private key (a 'CERTIFICATE' block)"),
+    (armoured("OPENSSH PRIVATE KEY", b"openssh-key-v1\0\0\0"), "not an SSH private key (a damaged OpenSSH key)"),
+    (openssh_key("ssh-rsa"), "a key of type ssh-rsa in OpenSSH format"),
+    (armoured("RSA PRIVATE KEY", bytes(600), "Proc-Type: 4,ENCRYPTED\n\n"),
+     "a key of type ssh-rsa in PEM format, protected by a passphrase"),
+])
+def test_what_a_key_file_is_described_as(text, described):
+    assert private_key(text).describe() == described
+
+
+@pytest.mark.parametrize("text, described", [
+    (armoured("RSA PRIVATE KEY", bytes(600)), "is a key of type ssh-rsa in PEM format;"),
+    (openssh_key("ecdsa-sha2-nistp256"), "is a key of type ecdsa-sha2-nistp256 in OpenSSH format;"),
+    (openssh_key("ssh-ed25519", cipher="aes256-ctr"), "in OpenSSH format, protected by a passphrase;"),
+    (armoured("PRIVATE KEY", PKCS8_ED25519), "is a key of type ssh-ed25519 in PKCS#8 format;"),
+])
+def test_nas_preflight_refuses_a_key_that_is_not_ed25519_before_connecting(tmp_path, text, described):
+    destination = nas(tmp_path, host="127.0.0.1", port=free_port(), connect_timeout=2)
+    secret(destination.key_file, text)
+    secret(destination.known_hosts_file)
+    with pytest.raises(DestinationUnavailable) as caught:
+        destination.preflight()
+    message = str(caught.value)
+    assert message.startswith(f"SSH private key of nas {destination.key_file} ")
+    assert described in message
+    assert "ssh-keygen -t ed25519 -N '' " in message and "vault kv patch secret/offsite-backup/nas/nas " in message
+

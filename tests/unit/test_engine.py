@@ -88,3 +88,136 @@ def test_failed_result_describes_exit_code_and_tail():
                               stdout=[], stderr_tail=["boom"], output_tail=["hello", "boom"])
     assert not result.ok
     assert "exited with code 7" in result.describe() and "boom" in result.describe()
+
+
+@pytest.mark.parametrize("path", [
+    "/etc/shadow", "/etc/gshadow-", "/etc/sudoers.d/backup", "/root", "/root/.ssh/id_ed25519", "/proc/1/environ",
+    "/sys/kernel", "/dev/sda", "/boot/vmlinuz", "/run/podman/podman.sock", "/run/user/1000/podman/podman.sock",
+    "/run/user/1000/containers/auth.json", "/run/containers/0/auth.json", "/run/docker.sock", "/run/dbus",
+    "/var/lib/containers", "/var/lib/containers/storage/overlay", "/home/alice/.local/share/containers/storage",
+    "/home/alice/.config/containers/auth.json", "/tmp", "/var/log", "/opt",
+])
+def test_sensitive_trees_are_refused_by_prefix(path):
+    assert engine.mount_refusal(Path(path)) is not None
+
+
+@pytest.mark.parametrize("path", [
+    "/etc/offsite-backup/approle", "/etc/offsite-backup/runner.toml",
+    "/run/offsite-backup/secrets/restic-vault.password",
+    "/var/lib/offsite-backup/staging/restore-test-vault-1a2b3c", "/var/cache/offsite-backup/restic",
+    "/tmp/pytest-of-root/pytest-1/test_x0/data", "/etc/nginx", "/home/alice/documents", "/srv/photos/2024",
+    "/run/user/1000/offsite-backup", "/var/lib/postgresql-archive", "/etc/shadows-of-the-past",
+])
+def test_what_the_project_mounts_is_not_refused(path):
+    assert engine.mount_refusal(Path(path)) is None
+
+
+def test_a_directory_holding_a_sensitive_tree_is_refused(tmp_path):
+    home = tmp_path / "home"
+    (home / ".local" / "share" / "containers").mkdir(parents=True)
+    (tmp_path / "elsewhere").mkdir()
+    trees = (f"{home}/.local/share/containers",)
+    assert engine.mount_refusal(home, trees) == f"{home}, which holds {home}/.local/share/containers"
+    assert engine.mount_refusal(home / ".local", trees) is not None
+    assert engine.mount_refusal(tmp_path / "elsewhere", trees) is None
+    assert engine.mount_refusal(Path("/etc")) is not None  # holds /etc/shadow, and is refused whole anyway
+
+
+def test_a_link_is_checked_and_mounted_as_what_it_points_to(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (tmp_path / "to-data").symlink_to(data)
+    (tmp_path / "to-shadow").symlink_to("/etc/shadow")
+    (tmp_path / "to-root").symlink_to("/")
+    checked = engine.check_mount(Mount(tmp_path / "to-data", "/data", read_only=False))
+    assert checked == Mount(data, "/data", read_only=False)
+    with pytest.raises(JobError, match=rf"refusing to give a job /etc/shadow, which is in /etc/shadow "
+                                       rf"\(through {tmp_path}/to-shadow\)"):
+        engine.check_mount(Mount(tmp_path / "to-shadow", "/data"))
+    with pytest.raises(JobError, match="refusing to give a job the host's /"):
+        engine.check_mount(Mount(tmp_path / "to-root", "/data"))
+
+
+def test_the_engine_hands_podman_the_resolved_path(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    data.mkdir()
+    (tmp_path / "link").symlink_to(data)
+    created = {}
+
+    class Stop(Exception):
+        pass
+
+    job = engine.Engine(Settings())
+    monkeypatch.setattr(job, "ping", lambda: None)
+    monkeypatch.setattr(job, "image_exists", lambda image: True)
+    monkeypatch.setattr(job.client.containers, "create", lambda **options: created.update(options) or _raise(Stop()))
+    with pytest.raises(Stop):
+        job.run(JobSpec(name="x", argv=("true",), mounts=(Mount(tmp_path / "link", "/data"),)))
+    [bind] = [m for m in created["mounts"] if m["type"] == "bind"]
+    assert bind["source"] == str(data)
+
+
+def _raise(error):
+    raise error
+
+
+def test_this_users_podman_storage_and_sockets_are_refused(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path / "backup"))
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "runtime"))
+    trees = engine.local_sensitive_trees(Settings(podman={"url": f"unix://{tmp_path}/sockets/podman.sock"}))
+    for path in (tmp_path / "backup/.local/share/containers/storage", tmp_path / "backup/.config/containers",
+                 tmp_path / "runtime/podman/podman.sock", tmp_path / "sockets/podman.sock"):
+        assert engine.mount_refusal(path, trees) is not None, path
+    assert engine.mount_refusal(tmp_path / "backup/.local/state/offsite-backup", trees) is None
+    assert set(engine.SENSITIVE_TREES) <= set(trees)
+
+
+def service(image_user, **settings):
+    return engine.service_options(Settings(**settings), "restore-test-postgres", "db:1", image_user, "isolated-net",
+                                  deadline=1000.0, env={"POSTGRES_HOST_AUTH_METHOD": "trust"})
+
+
+@pytest.mark.parametrize("image_user", ["postgres", "10100:10100", "65534"])
+def test_a_service_that_starts_as_a_user_gets_no_capability(image_user):
+    created = service(image_user)
+    assert created["cap_drop"] == ["ALL"] and "cap_add" not in created
+    assert created["no_new_privileges"] is True and "privileged" not in created
+
+
+@pytest.mark.parametrize("image_user", ["", "root", "0", "0:0"])
+def test_a_service_that_starts_as_root_gets_only_what_its_entrypoint_needs(image_user):
+    created = service(image_user)
+    assert created["cap_drop"] == ["ALL"]
+    assert created["cap_add"] == ["CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID"]
+
+
+def test_a_service_has_the_jobs_limits_and_its_network_only():
+    created = service("postgres", jobs={"pids_limit": 300, "memory_limit": "2g"})
+    assert created["pids_limit"] == 300 and created["mem_limit"] == "2g"
+    assert created["network_mode"] == "bridge" and created["networks"] == {"isolated-net": {}}
+    assert created["labels"][engine.JOB_LABEL] == "restore-test-postgres"
+    assert created["labels"][engine.INSTANCE_LABEL] == engine.instance(Settings())
+    assert "mem_limit" not in service("postgres")
+
+
+class FakeContainer:
+    def __init__(self, name, state, labels):
+        self.name, self.labels = name, {engine.MANAGED_LABEL: "true", **labels}
+        self.attrs = {"State": state, "Created": 0}
+
+
+def test_gc_and_list_keep_to_this_installation(monkeypatch):
+    settings = Settings()
+    mine = {engine.INSTANCE_LABEL: engine.instance(settings), engine.DEADLINE_LABEL: "99999999999"}
+    other = {engine.INSTANCE_LABEL: "another0inst", engine.DEADLINE_LABEL: "99999999999"}
+    containers = [FakeContainer("mine-running", "running", mine), FakeContainer("mine-exited", "exited", mine),
+                  FakeContainer("other-running", "running", other), FakeContainer("other-exited", "exited", other),
+                  FakeContainer("legacy-running", "running", {}), FakeContainer("legacy-exited", "exited", {})]
+    job = engine.Engine(settings)
+    monkeypatch.setattr(job.client.containers, "list", lambda **kwargs: containers)
+    assert {c.name for c in job.job_containers()} == {"mine-running", "mine-exited", "legacy-running",
+                                                       "legacy-exited"}
+    assert {c.name for c in job.leftovers()} == {"mine-exited", "legacy-exited"}
+    assert {c.name for c in job.leftovers(include_running=True)} == {"mine-running", "mine-exited", "legacy-exited"}

@@ -1,3 +1,5 @@
+import pytest
+
 from runner import logs
 
 
@@ -26,3 +28,17 @@ def test_log_records_are_masked(capsys):
 
     logger.info("the value is {}", "caught-in-a-log-line")
     assert "caught-in-a-log-line" not in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("url, masked", [
+    ("https://user:p@ss@host/x", "https://user:********@host/x"),
+    ("s3://key:a@b:c@minio:9000/bucket?tag=x@y", "s3://key:********@minio:9000/bucket?tag=x@y"),
+    ("https://admin:pa55word@minio:9000", "https://admin:********@minio:9000"),
+])
+def test_a_url_password_holding_at_signs_is_masked_whole(url, masked):
+    assert logs.mask(f"fetching {url} now") == f"fetching {masked} now"
+
+
+def test_urls_without_a_password_are_left_alone():
+    text = "https://user@host:8080/path and https://host/x@y and http://h:80/a?b=c@d"
+    assert logs.mask(text) == text

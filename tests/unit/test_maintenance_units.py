@@ -24,10 +24,10 @@ def test_check_and_forget_arguments():
     assert restic.check(repo, "3/8")[-3:] == ["check", "--read-data-subset", "3/8"]
     assert restic.check(repo, "all")[-2:] == ["check", "--read-data"]
     assert restic.check(repo, "")[-1] == "check"
-    forget = restic.forget(repo, daily=7, monthly=12, yearly=2, tags=["vault"], retry_lock=600)
+    forget = restic.forget(repo, daily=7, monthly=12, yearly=2, last=3, tags=["vault"], retry_lock=600)
     assert forget[forget.index("--retry-lock") + 1] == "600s"
-    assert forget[forget.index("forget"):] == ["forget", "--tag", "vault", "--keep-daily", "7", "--keep-monthly", "12",
-                                               "--keep-yearly", "2"]
+    assert forget[forget.index("forget"):] == ["forget", "--tag", "vault", "--keep-last", "3", "--keep-daily", "7",
+                                               "--keep-monthly", "12", "--keep-yearly", "2"]
     assert "--remove-all" not in restic.unlock(repo)
 
 

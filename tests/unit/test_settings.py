@@ -165,3 +165,83 @@ def test_destination_errors_name_the_destination_field(tmp_path):
     assert f"{config}: destinations.nas.host: Field required" in problems
     assert f"{config}: destinations.nas.port: Input should be greater than or equal to 1" in problems
     assert "destinations.cloud" in problems and "'local', 'nas', 'gdrive'" in problems
+
+
+def problems_of(tmp_path, text: str) -> list[str]:
+    config = tmp_path / "runner.toml"
+    config.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(config)
+    return caught.value.problems
+
+
+@pytest.mark.parametrize("host", ["nas", "nas.tail1234.ts.net", "NAS-1.lan.", "192.168.1.20", "fd7a:115c:a1e0::1"])
+def test_nas_hosts_are_dns_names_or_addresses(host):
+    assert NasDestination(kind="nas", host=host).host == host
+
+
+@pytest.mark.parametrize("setting, value, message", [
+    ("host", "-oProxyCommand=touch /tmp/x", "must be a DNS name"),
+    ("host", "nas -p 2222", "must be a DNS name"),
+    ("host", "nas..lan", "must be a DNS name"),
+    ("host", "-nas.lan", "must be a DNS name"),
+    ("user", "-oProxyCommand=x", "must be a user name"),
+    ("user", "backup@evil", "must be a user name"),
+    ("network", "-net", "must be a Podman name"),
+])
+def test_nas_settings_that_would_reach_the_ssh_command_line_are_refused(tmp_path, setting, value, message):
+    host = "" if setting == "host" else 'host = "nas"\n'
+    [problem] = problems_of(tmp_path, f'[destinations.nas]\nkind = "nas"\n{host}{setting} = "{value}"\n')
+    assert problem.startswith(f"{tmp_path / 'runner.toml'}: destinations.nas.{setting}: {message}")
+    assert problem.endswith(f"(got {value!r})")
+
+
+@pytest.mark.parametrize("section, setting, value, message", [
+    ("sources.postgres", "container", "my postgres", "must be a Podman name"),
+    ("sources.postgres", "container", "-postgres", "must be a Podman name"),
+    ("sources.postgres", "network", "--network=host", "must be a Podman name"),
+    ("sources.postgres", "host", "-hsocket", "must be a DNS name"),
+    ("sources.postgres", "user", "-Upostgres", "must be a role name"),
+    ("sources.postgres", "exec_user", "postgres:-0", "must be a user name"),
+    ("sources.minio", "network", "bad/net", "must be a Podman name"),
+    ("destinations.cloud", "network", "bad net", "must be a Podman name"),
+])
+def test_names_are_checked_when_loading(tmp_path, section, setting, value, message):
+    kind = 'kind = "gdrive"\n' if section == "destinations.cloud" else ""
+    [problem] = problems_of(tmp_path, f'[{section}]\n{kind}{setting} = "{value}"\n')
+    assert problem.startswith(f"{tmp_path / 'runner.toml'}: {section}.{setting}: {message}")
+
+
+def test_postgres_names_that_work_are_accepted():
+    postgres = Settings(sources={"postgres": {"container": "offsite-test-postgres_1.a", "network": "home-net",
+                                              "host": "db.lan", "user": "backup@pg", "exec_user": "999:999"}}
+                        ).sources.postgres
+    assert (postgres.container, postgres.user, postgres.exec_user) == ("offsite-test-postgres_1.a", "backup@pg",
+                                                                       "999:999")
+
+
+def test_postgres_without_a_container_is_reached_by_host_only(tmp_path):
+    loaded = load_settings(write(tmp_path, '[sources.postgres]\ncontainer = ""\nhost = "db.lan"\nnetwork = "host"\n'))
+    assert loaded.settings.sources.postgres.container == ""
+    [problem] = problems_of(tmp_path, '[sources.postgres]\ncontainer = ""\n')
+    assert problem == (f"{tmp_path / 'runner.toml'}: sources.postgres.host: required when sources.postgres.container "
+                       "is empty (a server reached only by host and port): set host, or name the container")
+    [problem] = problems_of(tmp_path, '[sources.postgres]\ncontainer = ""\nhost = "db.lan"\nmode = "exec"\n')
+    assert problem.startswith(f"{tmp_path / 'runner.toml'}: sources.postgres.mode: 'exec' runs pg_dumpall inside "
+                              "the PostgreSQL container, but sources.postgres.container is empty")
+    assert load_settings(write(tmp_path, '[sources.postgres]\nenabled = false\ncontainer = ""\n'))
+
+
+def test_an_impossible_combination_from_the_environment_names_the_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("RUNNER_SOURCES__POSTGRES__CONTAINER", "")
+    monkeypatch.setenv("RUNNER_SOURCES__POSTGRES__MODE", "exec")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(EXAMPLE_CONFIG)
+    assert [problem.split(": ")[0] for problem in caught.value.problems] == [
+        "environment RUNNER_SOURCES__POSTGRES__MODE"]
+
+
+def write(tmp_path, text: str):
+    config = tmp_path / "runner.toml"
+    config.write_text(text)
+    return config

@@ -1,5 +1,6 @@
 """`runner restore files`: the latest (or a chosen) snapshot of the plain files restored to a
-directory, each under its original absolute path; nothing is written over the originals."""
+directory, each under its original absolute path; nothing is written over the originals. A forced
+restore into a directory holding files moves those aside first (see put_in_place)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,8 @@ def restore(request: RestoreRequest) -> str:
     with fetched(request, NAME, beside_target) as (snapshot, work):
         restored = work / ROOT.lstrip("/")
         files = sum(1 for path in restored.rglob("*") if path.is_file())
-        put_in_place(restored, target)
+        aside = put_in_place(restored, target)
+    moved = f"The previous contents of {target} were moved to {aside} (nothing was deleted).\n" if aside else ""
     return (f"restored files snapshot {snapshot.short_id} of {snapshot.time[:19]} to {target}: {files} files, each "
-            f"under its original path ({', '.join(path.removeprefix(ROOT) for path in snapshot.paths)}).\n"
+            f"under its original path ({', '.join(path.removeprefix(ROOT) for path in snapshot.paths)}).\n{moved}"
             "Next: compare them with what is on the server and copy back what is missing or damaged.")

@@ -1,17 +1,18 @@
 """`runner restore minio`: every object of the mirror and the manifest of their content types and
-metadata, restored to a directory; with --endpoint, uploaded into an S3 server too."""
+metadata, restored to a directory; with --endpoint, uploaded into an S3 server too, with exactly the
+recorded content types, headers and user metadata, and the folder markers recreated. An S3 server
+whose buckets to be written already hold objects is refused unless forced."""
 
 from __future__ import annotations
 
 import json
-import shlex
 from pathlib import Path
 from typing import Any
 
 import click
 
 from runner import rclone
-from runner.engine import Engine, JobSpec, Mount
+from runner.engine import Engine, JobError, JobSpec, Mount
 from runner.restoring import (
     RestoreError,
     RestoreRequest,
@@ -35,59 +36,106 @@ RESTORE_OPTIONS = [
     click.Option(["--to-dir", "target"], required=True, type=click.Path(path_type=Path, file_okay=False),
                  help="Directory to restore the objects (objects/<bucket>/<key>) and their manifest into."),
     click.Option(["--endpoint"], help="Also upload every object to this S3 endpoint (a new MinIO), with its "
-                                      "content type and metadata."),
+                                      "content type and metadata. Refused when its buckets to be written already "
+                                      "hold objects, unless --force."),
     click.Option(["--credentials-file"], type=click.Path(path_type=Path, dir_okay=False, exists=True),
                  help="Access keys for --endpoint (AWS shared-credentials format; default: sources.minio's)."),
     click.Option(["--network"], help="Podman network to reach --endpoint on (default: sources.minio.network)."),
 ]
 
-# Object metadata that the S3 server sets itself, as rclone reports it: not restored as user metadata.
-SYSTEM_METADATA = {"content-type", "btime", "content-encoding", "content-language", "content-disposition",
-                   "cache-control", "tier"}
+S3_STEP = ("python3", "-m", "runner.sources.minio.s3")  # runner/sources/minio/s3.py, in the runner image
+SHOWN = 5  # unsaved objects named in a message
 
 
-def upload_script(manifest: dict[str, Any]) -> str:
-    """rclone commands that put every object back with its content type and user metadata."""
-    lines = ["set -e"]
-    lines += [f"rclone mkdir {shlex.quote(f'target:{bucket}')}" for bucket in manifest["buckets"]]
-    for path, entry in sorted(manifest["objects"].items()):
-        flags = []
-        if entry.get("content_type"):
-            flags += ["--header-upload", f"Content-Type: {entry['content_type']}"]
-        for key, value in sorted((entry.get("metadata") or {}).items()):
-            if key not in SYSTEM_METADATA:
-                flags += ["--metadata-set", f"{key}={value}"]
-        lines.append(shlex.join(["rclone", "copyto", "-M", *flags, f"/objects/{path}", f"target:{path}"]))
-    lines.append(f"echo {len(manifest['objects'])} objects uploaded")
-    return "\n".join(lines) + "\n"
+def read_manifest(restored: Path) -> dict[str, Any]:
+    try:
+        manifest: dict[str, Any] = json.loads((restored / MANIFEST).read_text())
+    except (OSError, ValueError) as error:
+        raise RestoreError(f"the snapshot's {MANIFEST} cannot be read: {error}") from None
+    return manifest
+
+
+def manifest_buckets(manifest: dict[str, Any]) -> list[str]:
+    """The buckets an upload writes to: every bucket recorded, and those of the folder markers."""
+    markers = manifest.get("folder_markers") or []
+    return sorted({*manifest["buckets"], *(marker.split("/", 1)[0] for marker in markers)})
+
+
+def unsaved_note(manifest: dict[str, Any]) -> str:
+    """What the backup could not save (named in its manifest): never in the snapshot, so not restored."""
+    unsaved = manifest.get("unsaved") or {}
+    if not unsaved:
+        return ""
+    named = "; ".join(f"{path}: {reason}" for path, reason in sorted(unsaved.items())[:SHOWN])
+    more = f" and {len(unsaved) - SHOWN} more (see {MANIFEST})" if len(unsaved) > SHOWN else ""
+    return f"{len(unsaved)} objects could not be backed up and are not in this snapshot: {named}{more}"
 
 
 def target_job(settings: Settings, name: str, argv: tuple[str, ...], work: Path, credentials: Path, network: str,
                *mounts: Mount) -> JobSpec:
-    """A job that talks to the S3 server at the endpoint written to work/rclone.conf as remote `target`."""
+    """An rclone job that talks to the S3 server written to work/rclone.conf (target_config) as remote `target`."""
     return JobSpec(name=name, argv=argv, networks=(network,),
                    mounts=(Mount(work, "/work"), Mount(credentials, CREDENTIALS), *mounts),
                    env={"RCLONE_CONFIG": "/work/rclone.conf", "AWS_SHARED_CREDENTIALS_FILE": CREDENTIALS},
                    timeout=settings.restore_tests.timeout)
 
 
+def target_config(settings: Settings, work: Path, endpoint: str) -> Path:
+    job_dir(work, settings)
+    remote = s3_remote(endpoint, settings.sources.minio.region)
+    (work / "rclone.conf").write_text(rclone.render_config({"target": remote}))
+    return work
+
+
+def s3_step(settings: Settings, engine: Engine, action: str, endpoint: str, credentials: Path, network: str,
+            work: Path, *args: str, mounts: tuple[Mount, ...] = ()) -> dict[str, Any]:
+    """Run runner/sources/minio/s3.py in the runner image against `endpoint`; its report, or RestoreError."""
+    job_dir(work, settings)
+    report = work / "report.json"
+    report.unlink(missing_ok=True)
+    spec = JobSpec(name=f"s3-{action}", image=settings.images.runner, entrypoint=S3_STEP, networks=(network,),
+                   argv=(action, "--endpoint", endpoint, "--region", settings.sources.minio.region,
+                         "--credentials", CREDENTIALS, "--report", "/work/report.json", *args),
+                   mounts=(Mount(credentials, CREDENTIALS), Mount(work, "/work", read_only=False), *mounts),
+                   timeout=settings.restore_tests.timeout)
+    try:
+        result = engine.run(spec)
+    except JobError as error:
+        raise RestoreError(str(error)) from None
+    try:
+        answer: dict[str, Any] = json.loads(report.read_text())
+    except (OSError, ValueError):
+        raise RestoreError(f"the S3 step at {endpoint} left no report: {result.describe()}") from None
+    if not result.ok or "error" in answer:
+        raise RestoreError(f"{answer.get('error') or result.describe()} (done before that: {answer.get('progress')})")
+    return answer
+
+
+def occupied_buckets(settings: Settings, engine: Engine, manifest: dict[str, Any], endpoint: str, credentials: Path,
+                     network: str, work: Path) -> dict[str, str]:
+    """Per bucket to be written that already holds objects, one of its keys."""
+    buckets = [arg for bucket in manifest_buckets(manifest) for arg in ("--bucket", bucket)]
+    answer = s3_step(settings, engine, "occupied", endpoint, credentials, network, work, *buckets)
+    return dict(answer["occupied"])
+
+
 def upload_objects(settings: Settings, engine: Engine, restored: Path, endpoint: str, credentials: Path,
                    network: str, work: Path) -> int:
-    manifest = json.loads((restored / MANIFEST).read_text())
-    job_dir(work, settings)
-    (work / "upload.sh").write_text(upload_script(manifest))
-    (work / "rclone.conf").write_text(rclone.render_config(
-        {"target": s3_remote(endpoint, settings.sources.minio.region)}))
-    result = engine.run(target_job(settings, "upload-objects", ("sh", "/work/upload.sh"), work, credentials, network,
-                                   Mount(restored / OBJECTS, "/objects")))
-    if not result.ok:
-        raise RestoreError(f"uploading the objects to {endpoint} failed: {' '.join(result.output_tail[-3:])}")
-    return len(manifest["objects"])
+    """Put every object of a restored mirror into the S3 server at `endpoint` with exactly its recorded content
+    type, headers and user metadata, and recreate the folder markers; the number of objects uploaded."""
+    try:
+        answer = s3_step(settings, engine, "upload", endpoint, credentials, network, work, "--restored", "/restored",
+                         mounts=(Mount(restored, "/restored"),))
+    except RestoreError as error:
+        raise RestoreError(f"uploading the objects to {endpoint} failed: {error}; what was uploaded stays there "
+                           "(run the restore again with --force to replace it)") from None
+    return int(answer["progress"]["objects"])
 
 
 def restore(request: RestoreRequest) -> str:
     """Restore the MinIO mirror: every object, and the manifest of their content types and metadata;
-    with --endpoint, upload them back into an S3 server too."""
+    with --endpoint, upload them back into an S3 server too (refused where its buckets already hold
+    objects, unless --force)."""
     settings, options = request.settings, request.options
     target: Path = options["target"]
     endpoint: str | None = options["endpoint"]
@@ -95,16 +143,34 @@ def restore(request: RestoreRequest) -> str:
     beside_target = target.parent / f".{target.name}.partial"  # moved into place, not copied
     with fetched(request, NAME, beside_target) as (snapshot, work):
         restored = work / INSIDE.lstrip("/")
+        manifest = read_manifest(restored)
         if endpoint:
-            uploaded = upload_objects(settings, request.engine, restored, endpoint,
-                                      options["credentials_file"] or credentials_file(settings),
-                                      options["network"] or settings.sources.minio.network, work / "upload")
-        put_in_place(restored, target)
+            credentials = options["credentials_file"] or credentials_file(settings)
+            network = options["network"] or settings.sources.minio.network
+            held = occupied_buckets(settings, request.engine, manifest, endpoint, credentials, network,
+                                    work / "check")
+            if held and not request.force:
+                examples = ", ".join(f"{bucket} (e.g. {key})" for bucket, key in sorted(held.items()))
+                raise RestoreError(f"the S3 server at {endpoint} already holds objects in the buckets to be written: "
+                                   f"{examples}; nothing was uploaded. Use --force to upload anyway (objects of the "
+                                   "same name are replaced, the others are left as they are)")
+            uploaded = upload_objects(settings, request.engine, restored, endpoint, credentials, network,
+                                      work / "upload")
+        aside = put_in_place(restored, target)
+    markers = manifest.get("folder_markers") or []
+    moved = f"The previous contents of {target} were moved to {aside} (nothing was deleted)" if aside else ""
+    notes = [note for note in (unsaved_note(manifest), moved) if note]
     if endpoint:
-        return (f"restored MinIO snapshot {snapshot.short_id} of {snapshot.time[:19]}: {uploaded} objects "
-                f"uploaded to {endpoint} with their content types and metadata (a copy is in {target}).\n"
-                "Next: check a few objects through the applications; then restore plain files, if any.")
-    return (f"restored MinIO snapshot {snapshot.short_id} of {snapshot.time[:19]} to {target}: objects in "
-            f"{target / OBJECTS}/<bucket>/<key>, their content types and metadata in {target / MANIFEST}.\n"
-            f"Next: upload them, e.g. `mc mirror {target / OBJECTS} myminio/` or `rclone copy` per bucket, "
-            "and set the content types from the manifest.")
+        done = (f"restored MinIO snapshot {snapshot.short_id} of {snapshot.time[:19]}: {uploaded} objects uploaded "
+                f"to {endpoint} with their content types and metadata, {len(markers)} folder markers recreated "
+                f"(a copy is in {target})")
+        step = "Next: check a few objects through the applications; then restore plain files, if any."
+    else:
+        done = (f"restored MinIO snapshot {snapshot.short_id} of {snapshot.time[:19]} to {target}: objects in "
+                f"{target / OBJECTS}/<bucket>/<key>, their content types and metadata in {target / MANIFEST}"
+                + (f", and {len(markers)} folder markers (empty objects named <folder>/) listed there" if markers
+                   else ""))
+        step = ("Next: to put them into an S3 server with exactly their content types, metadata and folder markers, "
+                "run this restore with --endpoint URL (and another --to-dir); or upload them yourself, e.g. "
+                f"`mc mirror {target / OBJECTS} myminio/`, and set the content types from the manifest.")
+    return ".\n".join([done, *notes, step])

@@ -145,6 +145,9 @@ def take_snapshot(settings: Settings, directory: Path) -> tuple[Path, dict[str, 
         raise SourceError(f"snapshot download from {settings.sources.vault.address} failed: {error}") from None
     except hvac.exceptions.VaultError as error:
         raise SourceError(f"Vault refused the snapshot: {error}") from None
+    except OSError as error:  # staging full or unwritable
+        partial.unlink(missing_ok=True)
+        raise SourceError(f"cannot write the snapshot to staging {directory}: {error.strerror or error}") from None
     meta = verify_snapshot(partial)
     final = directory / SNAPSHOT
     os.replace(partial, final)

@@ -7,7 +7,8 @@ from __future__ import annotations
 import json
 
 from runner.engine import JobSpec, Mount
-from runner.restoring import Mismatch, Trial, Verified
+from runner.restoring import Mismatch, RestoreError, Trial, Verified
+from runner.secrets.files import SecretFileError, check_secret_file
 from runner.sources.base import SourceError
 from runner.sources.vault.backup import INSIDE, NAME, SNAPSHOT, verify_snapshot
 
@@ -17,6 +18,12 @@ SECRETS = "/run/secrets"
 
 def restore_test(trial: Trial) -> Verified:
     settings, engine, config = trial.settings, trial.engine, trial.settings.restore_tests
+    if config.vault_unseal_keys_file:  # checked (and its keys masked) before anything is fetched
+        try:
+            check_secret_file(settings, config.vault_unseal_keys_file,
+                              "unseal-keys file (restore_tests.vault_unseal_keys_file)")
+        except SecretFileError as error:
+            raise RestoreError(str(error)) from None
     with trial.repository() as repository, trial.phases.timed("fetch"):
         snapshot = repository.find(NAME)
         restored_bytes = repository.restore(snapshot, trial.work / "restored")

@@ -103,3 +103,38 @@ def test_dump_ending_inside_a_copy_block_is_truncated(tmp_path):
     result, manifest = run(tmp_path, "\\connect db\nCOPY public.t (a) FROM stdin;\n1\n")
     assert result.returncode == 1 and b"truncated" in result.stderr
     assert not manifest.exists()
+
+
+# A SQL_ASCII or LATIN1 server: names and rows that are not UTF-8 (0xe9 is 'é' in LATIN1).
+LEGACY_DUMP = (b'\\connect -reuse-previous=on "dbname=\'caf\xe9\'"\n'
+               b'COPY public."r\xe9sum\xe9" (id, label) FROM stdin;\n1\tna\xefve\n2\t\xff\xfe\n\\.\n'
+               b'\\connect "caf\xc3\xa9 utf8"\n'
+               b'COPY public."caf\xc3\xa9" (a) FROM stdin;\n1\n\\.\n')
+
+
+def test_names_that_are_not_utf8_are_recorded_with_their_bytes_escaped(tmp_path):
+    source = tmp_path / "dump.sql"
+    source.write_bytes(LEGACY_DUMP)
+    manifest = tmp_path / "manifest.json"
+    result = subprocess.run([sys.executable, str(SCRIPT), "--manifest", str(manifest), "--", "cat", str(source)],
+                            capture_output=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == LEGACY_DUMP  # the dump passes byte for byte
+    databases = json.loads(manifest.read_text(encoding="ascii"))["databases"]
+    assert set(databases) == {"caf\\xe9", "café utf8"}
+    assert databases["caf\\xe9"]['public."r\\xe9sum\\xe9"']["rows"] == 2
+    assert databases["café utf8"]['public."café"']["rows"] == 1  # valid UTF-8 names are kept as they are
+
+
+def test_names_that_are_not_utf8_come_out_the_same_in_blocks_of_any_size():
+    loader = importlib.machinery.SourceFileLoader("dump_with_manifest", str(SCRIPT))
+    module = types.ModuleType(loader.name)
+    loader.exec_module(module)
+
+    def manifest(size):
+        built = module.Manifest()
+        for start in range(0, len(LEGACY_DUMP), size):
+            built.feed(LEGACY_DUMP[start:start + size])
+        return built.document()
+
+    assert all(manifest(size) == manifest(len(LEGACY_DUMP)) for size in (1, 2, 3, 7))
