@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from runner import images
 from runner.cli import cli as runner_cli
 from runner.sources.minio.backup import MANIFEST, OBJECTS
-from runner.sources.minio.s3 import Client, Keys, upload
+from runner.sources.minio.s3 import connect, upload
 from tests.integration.conftest import run_tools, write_config
 from tests.integration.services import S3
 from tests.integration.test_sources import configure, minio_settings, restore, snapshots
@@ -187,7 +187,7 @@ def test_large_objects_go_up_in_parts_with_their_metadata(settings, tmp_path):
         (tmp_path / MANIFEST).write_text(json.dumps({"buckets": {"videos": {}}, "objects": {"videos/big.mp4": {
             "size": len(body), "sha256": hashlib.sha256(body).hexdigest(), "content_type": "video/mp4",
             "metadata": {"owner": "ann", "content-type": "video/mp4", "btime": "2026-01-01T00:00:00Z"}}}}))
-        client = Client(s3.endpoint, "us-east-1", Keys("AKIATESTTESTTEST", "test-secret-key"))
+        client = connect(s3.endpoint, "us-east-1", ("AKIATESTTESTTEST", "test-secret-key"))
         progress = {}
         upload(client, tmp_path, progress, multipart_above=5 * 1024 * 1024, part_size=5 * 1024 * 1024)
         head = s3.client.head_object(Bucket="videos", Key="big.mp4")
