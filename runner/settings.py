@@ -250,8 +250,9 @@ class LockSettings(Section):
         600, description="How long restic waits for a lock held by someone else (restic --retry-lock).",
     )
     stale_after: Seconds = Field(
-        600, description="A restic lock left by one of this runner's jobs is removed (restic unlock) once it "
-        "is this old and no runner job works on the repository. restic refreshes live locks every 5 minutes.",
+        600, description="A restic lock left by a job of an older runner version (host name "
+        "'offsite-backup-job') is removed once it is this old. Locks of current jobs are removed as soon as "
+        "their job container is gone, whatever their age.",
     )
 
 
