@@ -1,7 +1,6 @@
 """Faults in what reports the runs: a broken history, a full state disk, a mail server that is down,
 a unit that failed without its runner reporting, a restore test that never ran."""
 
-import subprocess
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,7 +8,7 @@ from aiosmtpd.controller import Controller
 
 from runner.monitoring.history import History
 from runner.results import RunResult, Status
-from tests.faults.harness import Scenario
+from tests.faults.harness import Scenario, small_disk
 
 
 @pytest.fixture
@@ -40,11 +39,8 @@ def test_corrupt_history_still_alerts_and_reports(scenario):
 
 @pytest.fixture
 def full_state(scenario):
-    state = scenario.root / "state"
-    state.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(state)], check=True)
-    yield state
-    subprocess.run(["umount", str(state)], check=True)
+    with small_disk(scenario.root / "state", "1m") as state:
+        yield state
 
 
 def test_full_state_disk_fails_the_jobs_and_the_alert_still_goes_out(scenario, full_state):

@@ -1,11 +1,10 @@
 """Faults in the sources: each fails its own source, alerted once; the other sources are backed up."""
 
 import os
-import subprocess
 
 import pytest
 
-from tests.faults.harness import Scenario
+from tests.faults.harness import Scenario, small_disk
 from tests.integration.services import S3, OpenBao, Postgres
 from tests.integration.test_sources import SAMPLE_DATABASES
 
@@ -106,11 +105,8 @@ def test_dump_failing_midway_stores_no_snapshot(scenario, postgres):
 @pytest.fixture
 def small_staging(scenario):
     """Staging on a 64 KiB filesystem: a Vault snapshot does not fit."""
-    staging = scenario.root / "staging"
-    staging.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k,mode=0755", "tmpfs", str(staging)], check=True)
-    yield staging
-    subprocess.run(["umount", str(staging)], check=True)
+    with small_disk(scenario.root / "staging", "64k") as staging:
+        yield staging
 
 
 def test_staging_disk_full_fails_only_the_source_that_stages(scenario, bao, postgres, small_staging):
