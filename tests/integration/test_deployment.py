@@ -108,8 +108,10 @@ def host(systemd_image, tmp_path_factory, settings):
     try:
         machine.sh("podman run -d --name postgres --network none -e POSTGRES_PASSWORD=unused "
                    f"{images.testbed_tag('postgres')}")
-        machine.sh("until podman exec postgres pg_isready -q; do sleep 0.5; done; "
-                   "podman exec postgres psql -qU postgres -c 'CREATE TABLE t AS SELECT generate_series(1, 500) g'")
+        # the image's first start runs a temporary server, then the real one: wait for the real one's log line
+        machine.sh("for i in $(seq 240); do podman logs postgres 2>&1 | grep -q 'PostgreSQL init process complete' "
+                   "&& podman exec postgres pg_isready -q && exit 0; sleep 0.5; done; exit 1")
+        machine.sh("podman exec postgres psql -qU postgres -c 'CREATE TABLE t AS SELECT generate_series(1, 500) g'")
         machine.write("/root/vars.yml", ROLE_VARS)
         runs = [machine.sh(PLAYBOOK, timeout=900) for _ in range(2)]
         yield machine, runs
