@@ -304,6 +304,11 @@ class MonitoringSettings(Section):
                          "longer than this is reported (status, metrics) and alerted.")
     size_change: float = Field(0.5, gt=0, description="Alert when a backup's size differs from the previous "
                                "successful one of the same source by more than this fraction (0.5 = 50 %).")
+    success_rate_floor: float = Field(
+        0.995, ge=0, le=1, description="Alert when a source's backups to a destination succeeded less often than "
+        "this over the last 30 days (0.995: 99.5 %, the success criterion); runs put off by a quota or a lock "
+        "count for neither side."
+    )
     restore_test_every: Seconds = Field(
         35 * 86400, description="A source whose last passed restore test (on the destination the restore tests "
         "read from) is older than this, or that has none while its first good backup is older than this, "

@@ -108,6 +108,7 @@ def decide(settings: Settings, history: History, runs: list[tuple[str, RunResult
             problems.open(key, "recovery point objective missed", where,
                           f"{since}; the RPO is {settings.monitoring.rpo / 3600:g} h")
         _restore_test_due(settings, state, problems)
+        _success_rate(settings, state, problems)
     if unit:
         problems.resolve(f"unit:{unit}", "the unit ran and reported again")
     alerts = problems.alerts
@@ -132,6 +133,17 @@ def _restore_test_due(settings: Settings, state: RepositoryStatus, problems: _Pr
     problems.open(key, "restore test overdue", (state.source, state.destination),
                   f"no restore test passed in the last {every:g} days ({last}): run "
                   f"`runner exec restore-test {state.source}`")
+
+
+def _success_rate(settings: Settings, state: RepositoryStatus, problems: _Problems) -> None:
+    key = f"success-rate:{state.source}:{state.destination}"
+    if not state.below_success_floor:
+        problems.resolve(key, f"backups succeeded {state.success_rate_30d:.1%} of the time over 30 days"
+                         if state.success_rate_30d is not None else "no backup ran in 30 days")
+        return
+    problems.open(key, "backup success rate low", (state.source, state.destination),
+                  f"backups succeeded {state.success_rate_30d:.1%} of the time over the last 30 days, under the "
+                  f"{settings.monitoring.success_rate_floor:.1%} floor (90 days: {state.success_rate_90d:.1%})")
 
 
 def without_history(settings: Settings, runs: list[tuple[str, RunResult]], error: Exception) -> list[Alert]:

@@ -45,6 +45,8 @@ def registry(settings: Settings, history: History) -> CollectorRegistry:
     restore_seconds = gauge("restore_test_duration_seconds", "Duration of the last restore test.", repository)
     age = gauge("last_success_age_seconds", "Seconds since the last successful backup.", repository)
     within = gauge("within_rpo", "1 if the last successful backup is younger than the RPO.", repository)
+    rates = {days: gauge(f"backup_success_ratio_{days}d", f"Backups that succeeded, of those that ran, over {days} "
+                         "days (put-off ones aside).", repository) for days in (30, 90)}
     test_overdue = gauge("restore_test_overdue", "1 if no restore test passed within monitoring.restore_test_every "
                          "(on the destination the restore tests read from).", repository)
     quota_used = gauge("quota_used_bytes", "Bytes uploaded today (UTC) to the destination.", ("destination",))
@@ -82,6 +84,9 @@ def registry(settings: Settings, history: History) -> CollectorRegistry:
         if state.age_hours is not None:
             age.labels(state.source, state.destination).set(state.age_hours * 3600)
         within.labels(state.source, state.destination).set(1 if state.within_rpo else 0)
+        for days, rate in ((30, state.success_rate_30d), (90, state.success_rate_90d)):
+            if rate is not None:
+                rates[days].labels(state.source, state.destination).set(rate)
         if state.restore_test_overdue is not None:
             test_overdue.labels(state.source, state.destination).set(1 if state.restore_test_overdue else 0)
     uploads = ledger(settings.paths.state_dir)

@@ -15,6 +15,8 @@ OK = "ok"
 # A partial backup stored a snapshot of all but what it names: a recovery point for the RPO, but
 # its outcome still needs attention.
 RECOVERY_POINT = (OK, "partial")
+# Runs put off (not failed) count for neither side of the success rate.
+PUT_OFF = ("deferred by quota", "skipped by lock")
 
 
 @dataclass
@@ -37,11 +39,15 @@ class RepositoryStatus:
     # monitoring.restore_test_every (of the last passed one, or of the first good backup);
     # None elsewhere: the tests do not read from there
     restore_test_overdue: bool | None = None
+    # backups that succeeded, of those that ran, over the last 30 and 90 days (None: none ran)
+    success_rate_30d: float | None = None
+    success_rate_90d: float | None = None
+    below_success_floor: bool = False  # the 30-day rate is under monitoring.success_rate_floor
 
     @property
     def healthy(self) -> bool:
-        return self.within_rpo and self.last_outcome in (OK, "deferred by quota", "skipped by lock") \
-            and self.last_restore_test in (None, OK) and not self.restore_test_overdue
+        return self.within_rpo and self.last_outcome in (OK, *PUT_OFF) and self.last_restore_test in (None, OK) \
+            and not self.restore_test_overdue and not self.below_success_floor
 
     def as_dict(self) -> dict:
         data = asdict(self)
@@ -56,6 +62,12 @@ def size_change(current: Run, previous: Run | None) -> float | None:
     if previous is None or not previous.bytes_processed or current.bytes_processed is None:
         return None
     return (current.bytes_processed - previous.bytes_processed) / previous.bytes_processed
+
+
+def success_rate(backups: list[Run], now: datetime, days: int) -> float | None:
+    """Successful backups over those that ran (put-off ones aside) in the last `days` days."""
+    ran = [run for run in backups if (now - run.ended_at).total_seconds() <= days * 86400 and run.status not in PUT_OFF]
+    return round(sum(run.status == OK for run in ran) / len(ran), 4) if ran else None
 
 
 def restore_test_destination(settings: Settings) -> str | None:
@@ -81,6 +93,7 @@ def repository_status(settings: Settings, history: History, source: str, destina
         passed = next((run for run in tests if run.status == OK), None)
         since = passed.ended_at if passed else successes[-1].ended_at if successes else None
         overdue = since is not None and (now - since).total_seconds() > settings.monitoring.restore_test_every
+    rate_30d = success_rate(backups, now, 30)
     return RepositoryStatus(
         source=source, destination=destination,
         last_success=last.ended_at if last else None,
@@ -96,6 +109,9 @@ def repository_status(settings: Settings, history: History, source: str, destina
         last_restore_test_at=tests[0].ended_at if tests else None,
         last_restore_test_seconds=tests[0].duration if tests else None,
         restore_test_overdue=overdue,
+        success_rate_30d=rate_30d,
+        success_rate_90d=success_rate(backups, now, 90),
+        below_success_floor=rate_30d is not None and rate_30d < settings.monitoring.success_rate_floor,
     )
 
 

@@ -15,8 +15,10 @@ from tests.conftest import write_config
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 
 
-def settings_for(tmp_path) -> Settings:
+def settings_for(tmp_path, floor: float = 0) -> Settings:
+    """One source, one destination; no success-rate floor unless a test asks for one."""
     return Settings(paths={"state_dir": tmp_path}, destinations={"nas": {"kind": "local"}},
+                    monitoring={"success_rate_floor": floor},
                     sources={"files": {"paths": ["/etc/hostname"]}, "vault": {"enabled": False},
                              "postgres": {"enabled": False}, "minio": {"enabled": False}})
 
@@ -151,3 +153,24 @@ def test_an_alert_that_could_not_be_mailed_goes_out_with_the_next_report(tmp_pat
     assert [(a.event, a.kind) for a in again] == [("PROBLEM", "backup failed")]  # still to be mailed
     assert alerts.delivered(settings_for(tmp_path), history, again)
     assert alerts.decide(mailing, history, [backup(history, Status.FAILED)], NOW) == []
+
+
+def test_the_success_rate_is_computed_over_30_and_90_days_and_alerted_below_the_floor(tmp_path):
+    settings, history = settings_for(tmp_path, floor=0.995), History(tmp_path / "history.sqlite")
+    restore_tested(history)
+    for day in range(1, 90):  # one backup a night for 89 nights: one failed 40 days ago, one 10 days ago
+        failed = day in (10, 40)
+        backup(history, Status.FAILED if failed else Status.OK, at=NOW - timedelta(days=day))
+    backup(history, Status.DEFERRED, at=NOW - timedelta(days=5))  # put off: counts for neither side
+    [state] = overview(settings, history, NOW)
+    assert state.success_rate_30d == round(29 / 30, 4) and state.success_rate_90d == round(87 / 89, 4)
+    assert state.below_success_floor and not state.healthy
+    [low] = [a for a in decide(settings, history, [], NOW) if a.kind == "backup success rate low"]
+    assert "96.7%" in low.message and "99.5%" in low.message
+    later = NOW + timedelta(days=25)  # the failure of 10 days ago is now 35 days old
+    for day in range(24, -1, -1):
+        backup(history, at=later - timedelta(days=day))
+    [state] = overview(settings, history, later)
+    assert state.success_rate_30d == 1.0 and not state.below_success_floor
+    resolved = decide(settings, history, [], later)
+    assert ("RESOLVED", "backup success rate low") in [(a.event, a.kind) for a in resolved]
