@@ -13,11 +13,13 @@ from datetime import date
 
 from loguru import logger
 
-from runner.destinations import Destination
+from runner.destinations import Destination, DestinationUnavailable, RepositoryMissing
 from runner.engine import Engine
-from runner.repository import Repository, RepositoryError, opened
+from runner.repository import Repository, RepositoryError, opened, unavailable
 from runner.results import RunResult, Status, unexpected
 from runner.settings import Settings
+
+SHOWN = 10  # snapshots named in a dry run's message (--json lists them all)
 
 
 @dataclass
@@ -102,3 +104,32 @@ def forget_and_prune(repository: Repository) -> RunResult:
     logger.info("{} on {}: {}", source, destination, message)
     return RunResult(source, destination, Status.OK, message, figures=figures,
                      removed=[{"id": s.id, "time": s.time} for s in forgotten.removed])
+
+
+def preview(settings: Settings, engine: Engine, destination: Destination, source: str) -> RunResult:
+    """What `exec prune` would forget in this repository (restic's own dry run), changing nothing: no
+    lock is taken, no check is run, nothing is recorded."""
+    retention = settings.retention
+    try:
+        try:
+            destination.preflight()
+            repository = Repository(engine, destination, destination.access(source))
+        except (DestinationUnavailable, RepositoryMissing) as error:
+            raise unavailable(error) from None
+        snapshots = repository.snapshots(source)
+        if len(snapshots) < retention.minimum_snapshots:
+            return RunResult(source, destination.name, Status.OK, f"would forget nothing: only {len(snapshots)} "
+                             f"snapshot(s), and at least {retention.minimum_snapshots} are always kept")
+        plan = repository.forget(retention, source, dry_run=True)
+        kept = {snapshot.id for snapshot in plan.kept}
+        manifests = [manifest.id for manifest in repository.snapshots(f"{source}-manifest")
+                     if manifest.tag_value("for:") not in kept]
+    except RepositoryError as error:
+        return error.result(source, destination.name)
+    shown = ", ".join(f"{s.short_id} of {s.time[:10]}" for s in plan.removed[:SHOWN])
+    more = f" and {len(plan.removed) - SHOWN} more" if len(plan.removed) > SHOWN else ""
+    message = (f"would forget {len(plan.removed)} of {len(snapshots)} snapshot(s){': ' + shown if shown else ''}"
+               f"{more}; keep {len(kept)}" + (f"; and {len(manifests)} manifest snapshot(s)" if manifests else ""))
+    return RunResult(source, destination.name, Status.OK, message, figures={
+        "forget": [{"id": s.id, "time": s.time} for s in plan.removed],
+        "keep": [{"id": s.id, "time": s.time} for s in plan.kept], "forget_manifests": manifests})

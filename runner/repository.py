@@ -285,12 +285,12 @@ class Repository:
             logger.warning("{}: the repository's size is unknown after this backup: {}", self.location, error)
             return added, None
 
-    def forget(self, retention: RetentionSettings, tag: str) -> Forgotten:
+    def forget(self, retention: RetentionSettings, tag: str, dry_run: bool = False) -> Forgotten:
         """Apply the retention policy to the snapshots with this tag (nothing is pruned yet); the
-        newest retention.minimum_snapshots are always kept."""
+        newest retention.minimum_snapshots are always kept. `dry_run`: what it would forget, changing nothing."""
         result = self._run("forget", restic.forget(
             self._restic, daily=retention.keep_daily, monthly=retention.keep_monthly, yearly=retention.keep_yearly,
-            last=retention.minimum_snapshots, tags=[tag], retry_lock=self.settings.locks.retry_lock))
+            last=retention.minimum_snapshots, tags=[tag], retry_lock=self.settings.locks.retry_lock, dry_run=dry_run))
         groups = self._parsed(restic.parse_forget, result.stdout, "forget report")
         return Forgotten(tuple(s for g in groups for s in g.keep), tuple(s for g in groups for s in g.remove))
 

@@ -150,13 +150,15 @@ def check(repo: Repository, subset: str | None = None, retry_lock: int | None = 
 
 
 def forget(repo: Repository, *, daily: int, monthly: int, yearly: int, last: int = 0, tags: Iterable[str] = (),
-           retry_lock: int | None = None) -> list[str]:
+           retry_lock: int | None = None, dry_run: bool = False) -> list[str]:
     """Apply the retention policy to the snapshots with these tags (no prune: that is separate);
-    `last`: the most recent snapshots kept whatever their dates."""
+    `last`: the most recent snapshots kept whatever their dates. `dry_run`: only report what would be
+    forgotten, taking no lock and changing nothing."""
     tag_filter = ["--tag", ",".join(tags)] if tags else []
     keep_last = ["--keep-last", str(last)] if last else []
-    return ["restic", *global_args(repo), *_retry(retry_lock), "forget", *tag_filter, *keep_last,
-            "--keep-daily", str(daily), "--keep-monthly", str(monthly), "--keep-yearly", str(yearly)]
+    preview = ["--no-lock"] if dry_run else [*_retry(retry_lock)]
+    return ["restic", *global_args(repo), *preview, "forget", *(["--dry-run"] if dry_run else []), *tag_filter,
+            *keep_last, "--keep-daily", str(daily), "--keep-monthly", str(monthly), "--keep-yearly", str(yearly)]
 
 
 def forget_ids(repo: Repository, ids: Sequence[str], retry_lock: int | None = None) -> list[str]:

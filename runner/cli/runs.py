@@ -13,6 +13,7 @@ from runner.cli.base import (
     json_option,
     pass_context,
     record_runs,
+    report,
     selection,
     tracked,
 )
@@ -88,19 +89,34 @@ def exec_check(context: Context, source_names, destination_names, subset, as_jso
 @exec_.command("prune")
 @click.argument("source_names", nargs=-1, metavar="[SOURCE]...")
 @destination_option
+@click.option("--dry-run", is_flag=True, help="Only show, per repository, which snapshots the policy would forget "
+                                              "and keep (restic's own dry run); change, lock and record nothing.")
 @json_option
 @pass_context
 @tracked
-def exec_prune(context: Context, source_names, destination_names, as_json):
+def exec_prune(context: Context, source_names, destination_names, dry_run, as_json):
     """Apply the retention policy: check each repository first, then forget and prune.
 
-    Keeps the most recent snapshot of each of the last retention.keep_daily days, keep_monthly
-    months and keep_yearly years (restic's definition). Forgets nothing where the check fails or
-    fewer than retention.minimum_snapshots snapshots exist. Every forgotten snapshot is logged and
-    recorded in the history, with the repository's size, compression and deduplication after."""
+    Keeps the newest retention.minimum_snapshots snapshots and the most recent snapshot of each of
+    the last retention.keep_daily days, keep_monthly months and keep_yearly years (restic's
+    definition). Forgets nothing where the check fails or fewer than retention.minimum_snapshots
+    snapshots exist. Every forgotten snapshot is logged and recorded in the history, with the
+    repository's size, compression and deduplication after."""
     if "all" in source_names:
         source_names = ()
+    if dry_run:
+        return preview_prune(context, source_names, destination_names, as_json)
     maintain_repositories(context, source_names, destination_names, as_json, prune=True, subset=None)
+
+
+def preview_prune(context: Context, source_names, destination_names, as_json) -> None:
+    """Prints what prune would forget; exits (0, or 1 when a repository could not be read)."""
+    from runner.maintenance import preview
+
+    chosen, names = selection(context, destination_names, source_names)
+    engine = job_engine(context)
+    report([preview(context.settings, engine, destination, source) for destination in chosen for source in names],
+           as_json)
 
 
 @exec_.command("restore-test")

@@ -190,3 +190,31 @@ def test_two_runs_at_once_one_runs_one_is_skipped(engine, settings, tmp_path):
     assert outcomes == [(0, "ok"), (75, "skipped by lock")]
     code, results, _ = invoke_json(configured, tmp_path, "exec", "check", "files", "--subset", "all")
     assert code == 0 and results[0]["status"] == "ok"
+
+
+def test_prune_dry_run_forgets_nothing_and_lists_what_prune_then_forgets(engine, settings, tmp_path):
+    configured = configure(settings, tmp_path, retention={"keep_daily": 1, "keep_monthly": 0, "keep_yearly": 0,
+                                                          "minimum_snapshots": 2, "check_weeks": 1})
+    assert invoke(configured, tmp_path, "repo", "init").exit_code == 0
+    for index in range(5):
+        (tmp_path / "data" / f"day-{index}.txt").write_text(f"change {index}\n")
+        assert invoke(configured, tmp_path, "exec", "backup", "files").exit_code == 0
+    before = snapshot_ids(settings, tmp_path)
+    locks_before = sorted((tmp_path / "repo" / "locks").iterdir())
+    code, [preview], output = invoke_json(configured, tmp_path, "exec", "prune", "--dry-run")
+    assert code == 0, output
+    would = {entry["id"] for entry in preview["figures"]["forget"]}
+    assert len(would) == 3 and "would forget 3 of 5 snapshot(s)" in preview["message"]
+    assert snapshot_ids(settings, tmp_path) == before  # nothing forgotten
+    assert sorted((tmp_path / "repo" / "locks").iterdir()) == locks_before  # no lock taken
+    assert [run.kind for run in open_history(configured.paths.state_dir).runs()] == ["backup"] * 5  # not recorded
+    code, results, output = invoke_json(configured, tmp_path, "exec", "prune")
+    assert code == 0, output
+    [run] = [run for run in open_history(configured.paths.state_dir).runs() if run.kind == "prune"]
+    forgotten = {snapshot["snapshot_id"] for snapshot in open_history(configured.paths.state_dir).removed_snapshots(
+        run.id)}
+    assert forgotten == would and snapshot_ids(settings, tmp_path) == before - would
+
+
+def snapshot_ids(settings, tmp_path) -> set[str]:
+    return {s["id"] for s in json.loads(restic_in_tools(settings, tmp_path, "restic snapshots --json --tag files"))}

@@ -29,6 +29,8 @@ def test_check_and_forget_arguments():
     assert forget[forget.index("forget"):] == ["forget", "--tag", "vault", "--keep-last", "3", "--keep-daily", "7",
                                                "--keep-monthly", "12", "--keep-yearly", "2"]
     assert "--remove-all" not in restic.unlock(repo)
+    preview = restic.forget(repo, daily=7, monthly=12, yearly=2, last=3, tags=["vault"], retry_lock=600, dry_run=True)
+    assert "--no-lock" in preview and "--dry-run" in preview and "--retry-lock" not in preview
 
 
 def test_lock_report_parsing():
