@@ -96,6 +96,8 @@ def decide(settings: Settings, history: History, runs: list[tuple[str, RunResult
             problems.resolve(f"{key}:put-off", f"{kind} ran: {result.message}")
             if kind == "backup":
                 problems.alerts += _size_anomaly(settings, history, result)
+        if kind == "backup":
+            _uncovered_buckets(history, result, problems)
 
     now = now or datetime.now(UTC)
     for state in overview(settings, history, now):
@@ -165,6 +167,24 @@ def _overdue(settings: Settings, history: History, state, now: datetime) -> bool
         return True
     first = history.runs(kind="backup", source=state.source, destination=state.destination)
     return bool(first) and (now - first[-1].started_at).total_seconds() > settings.monitoring.rpo
+
+
+def _uncovered_buckets(history: History, result: RunResult, problems: _Problems) -> None:
+    """A NOTICE once per bucket no backup covers (sources.minio.buckets leaves it out); forgotten once
+    it is covered or gone, so that it is noticed again if it comes back."""
+    uncovered = set(result.figures.get("uncovered_buckets") or [])
+    if "uncovered_buckets" not in result.figures:
+        return
+    for key in [key for key in history.open_alerts() if key.startswith(f"uncovered:{result.source}:")]:
+        if key.rsplit(":", 1)[1] not in uncovered:
+            history.resolve_alert(key, "the bucket is backed up now, or gone")
+    for bucket in sorted(uncovered):
+        key = f"uncovered:{result.source}:{bucket}"
+        message = (f"bucket {bucket} on the S3 server is not in sources.{result.source}.buckets: no backup covers it. "
+                   f"Add it to the list, or leave it out knowingly.")
+        kind = f"bucket {bucket} not backed up"
+        if history.open_alert(key, kind, result.source, "-", message):
+            problems.alerts.append(Alert("NOTICE", kind, result.source, "-", message, key))
 
 
 def _size_anomaly(settings: Settings, history: History, result: RunResult) -> list[Alert]:

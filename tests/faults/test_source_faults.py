@@ -157,3 +157,20 @@ def test_an_object_the_mirror_cannot_hold_leaves_the_others_backed_up(scenario, 
     assert "could not be backed up" in mail and "file name too long" in mail
     scenario.assert_check_clean("minio")
     assert_others_backed_up(scenario, outcome, "files")
+
+
+def test_a_bucket_the_configuration_leaves_out_is_noticed_once(scenario, settings, testcontainers_env):
+    with S3(settings) as s3:
+        for bucket in ("photos", "archive"):
+            s3.client.create_bucket(Bucket=bucket)
+            s3.client.put_object(Bucket=bucket, Key="a.txt", Body=b"kept")
+        credentials = scenario.secret(scenario.root / "minio-credentials", "[default]\naws_access_key_id = AKIAFAULT\n"
+                                      "aws_secret_access_key = fault-suite-s3-secret\n")
+        initialized(scenario, {"minio": {"endpoint": s3.endpoint, "credentials_file": str(credentials),
+                                         "buckets": ["photos"]}})
+        for _ in range(2):
+            outcome = scenario.run("exec", "backup")
+            assert outcome.code == 0 and outcome.results[("minio", "local")]["figures"]["uncovered_buckets"] == [
+                "archive"]
+    mail = scenario.assert_alerted_once("bucket archive not backed up", "minio", "-", event="NOTICE")
+    assert "sources.minio.buckets" in mail

@@ -174,3 +174,22 @@ def test_the_success_rate_is_computed_over_30_and_90_days_and_alerted_below_the_
     assert state.success_rate_30d == 1.0 and not state.below_success_floor
     resolved = decide(settings, history, [], later)
     assert ("RESOLVED", "backup success rate low") in [(a.event, a.kind) for a in resolved]
+
+
+def test_a_bucket_no_backup_covers_is_noticed_once(tmp_path):
+    settings, history = settings_for(tmp_path), History(tmp_path / "history.sqlite")
+    restore_tested(history)
+
+    def minio_backup(uncovered):
+        result = RunResult("files", "nas", Status.OK, "x", figures={"total_bytes_processed": 10,
+                                                                   "uncovered_buckets": uncovered})
+        history.record("backup", result, ended_at=NOW)
+        return [a for a in decide(settings, history, [("backup", result)], NOW) if "bucket" in a.kind]
+
+    [notice] = minio_backup(["archive"])
+    assert (notice.event, notice.kind) == ("NOTICE", "bucket archive not backed up")
+    assert "sources.files.buckets" in notice.message
+    assert minio_backup(["archive"]) == []  # once
+    assert [a.kind for a in minio_backup(["archive", "scratch"])] == ["bucket scratch not backed up"]
+    assert minio_backup([]) == []  # covered now: forgotten quietly
+    assert [a.kind for a in minio_backup(["archive"])] == ["bucket archive not backed up"]  # back again

@@ -322,7 +322,10 @@ def prepare(settings: Settings, engine: Engine) -> Iterator[Payload]:
     work = job_dir(settings.paths.staging_dir / "minio-work", settings)
     try:
         previous = _previous_objects(mirror / MANIFEST)
-        buckets = [b for b in list_buckets(settings, engine) if not config.buckets or b in config.buckets]
+        on_server = list_buckets(settings, engine)
+        buckets = [b for b in on_server if not config.buckets or b in config.buckets]
+        # the sync policy review: buckets on the server that sources.minio.buckets leaves out
+        uncovered = sorted(set(on_server) - set(buckets))
         unsaved, stats = sync(settings, engine, mirror, work)
         listing, unlisted = listed(settings, engine, work)
         unsaved = {**unlisted, **unsaved}
@@ -336,7 +339,7 @@ def prepare(settings: Settings, engine: Engine) -> Iterator[Payload]:
         figures: dict[str, Any] = {"objects": len(objects), "object_bytes": sum(o["Size"] for o in objects),
                                    "transferred": stats.get("transfers"), "transferred_bytes": stats.get("bytes"),
                                    "deleted": stats.get("deletes"), "folder_markers": len(markers),
-                                   "unsaved": len(unsaved)}
+                                   "unsaved": len(unsaved), "uncovered_buckets": uncovered}
         named = tuple(f"{path}: {why}" for path, why in sorted(unsaved.items()))
         if named:
             logger.warning("minio: {} objects cannot be backed up: {}", len(named), "; ".join(named[:SHOWN_UNSAVED]))
