@@ -307,7 +307,7 @@ class MonitoringSettings(Section):
     success_rate_floor: float = Field(
         0.995, ge=0, le=1, description="Alert when a source's backups to a destination succeeded less often than "
         "this over the last 30 days (0.995: 99.5 %, the success criterion); runs put off by a quota or a lock "
-        "count for neither side."
+        "count for neither side. Judged once at least 7 backups ran in those 30 days."
     )
     restore_test_every: Seconds = Field(
         35 * 86400, description="A source whose last passed restore test (on the destination the restore tests "

@@ -17,6 +17,8 @@ OK = "ok"
 RECOVERY_POINT = (OK, "partial")
 # Runs put off (not failed) count for neither side of the success rate.
 PUT_OFF = ("deferred by quota", "skipped by lock")
+# A rate over fewer runs than a week of nightly backups is noise: each of those failures has its own alert.
+RATE_JUDGED_FROM = 7
 
 
 @dataclass
@@ -64,9 +66,14 @@ def size_change(current: Run, previous: Run | None) -> float | None:
     return (current.bytes_processed - previous.bytes_processed) / previous.bytes_processed
 
 
+def ran_within(backups: list[Run], now: datetime, days: int) -> list[Run]:
+    """The backups that ran (put-off ones aside) in the last `days` days."""
+    return [run for run in backups if (now - run.ended_at).total_seconds() <= days * 86400 and run.status not in PUT_OFF]
+
+
 def success_rate(backups: list[Run], now: datetime, days: int) -> float | None:
     """Successful backups over those that ran (put-off ones aside) in the last `days` days."""
-    ran = [run for run in backups if (now - run.ended_at).total_seconds() <= days * 86400 and run.status not in PUT_OFF]
+    ran = ran_within(backups, now, days)
     return round(sum(run.status == OK for run in ran) / len(ran), 4) if ran else None
 
 
@@ -111,7 +118,8 @@ def repository_status(settings: Settings, history: History, source: str, destina
         restore_test_overdue=overdue,
         success_rate_30d=rate_30d,
         success_rate_90d=success_rate(backups, now, 90),
-        below_success_floor=rate_30d is not None and rate_30d < settings.monitoring.success_rate_floor,
+        below_success_floor=(rate_30d is not None and rate_30d < settings.monitoring.success_rate_floor
+                             and len(ran_within(backups, now, 30)) >= RATE_JUDGED_FROM),
     )
 
 

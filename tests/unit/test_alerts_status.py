@@ -176,6 +176,20 @@ def test_the_success_rate_is_computed_over_30_and_90_days_and_alerted_below_the_
     assert ("RESOLVED", "backup success rate low") in [(a.event, a.kind) for a in resolved]
 
 
+def test_the_success_rate_is_not_judged_on_fewer_runs_than_a_week(tmp_path):
+    settings, history = settings_for(tmp_path, floor=0.995), History(tmp_path / "history.sqlite")
+    restore_tested(history)
+    for day in range(6, 0, -1):  # a new install: six runs, one failed
+        backup(history, Status.FAILED if day == 3 else Status.OK, at=NOW - timedelta(days=day))
+    [state] = overview(settings, history, NOW)
+    assert state.success_rate_30d == round(5 / 6, 4) and not state.below_success_floor
+    assert "backup success rate low" not in [a.kind for a in decide(settings, history, [], NOW)]
+    backup(history, at=NOW)  # the seventh run: now the rate is judged
+    [state] = overview(settings, history, NOW)
+    assert state.below_success_floor
+    assert "backup success rate low" in [a.kind for a in decide(settings, history, [], NOW)]
+
+
 def test_a_bucket_no_backup_covers_is_noticed_once(tmp_path):
     settings, history = settings_for(tmp_path), History(tmp_path / "history.sqlite")
     restore_tested(history)
