@@ -68,7 +68,8 @@ def size_change(current: Run, previous: Run | None) -> float | None:
 
 def ran_within(backups: list[Run], now: datetime, days: int) -> list[Run]:
     """The backups that ran (put-off ones aside) in the last `days` days."""
-    return [run for run in backups if (now - run.ended_at).total_seconds() <= days * 86400 and run.status not in PUT_OFF]
+    return [run for run in backups
+            if (now - run.ended_at).total_seconds() <= days * 86400 and run.status not in PUT_OFF]
 
 
 def success_rate(backups: list[Run], now: datetime, days: int) -> float | None:
