@@ -7,18 +7,20 @@ Whatever goes wrong, every destination of every source ends with a result: an er
 from __future__ import annotations
 
 from contextlib import nullcontext
+from dataclasses import replace
 
 from loguru import logger
 
-from runner.destinations import Destination
+from runner.destinations import Destination, init_hint
 from runner.engine import Engine
 from runner.locking import skipped_message, source_lock
 from runner.quota import LedgerError, ledger
-from runner.repository import Repository, RepositoryError, opened, stored_figures
+from runner.repository import Repository, RepositoryError, opened, reached, stored_figures
 from runner.restic import BackupSummary
 from runner.results import RunResult, Status, unexpected
 from runner.settings import Settings
 from runner.sources import Payload, Source, SourceError
+from runner.units import size_text
 
 
 def back_up(settings: Settings, engine: Engine, source: Source, destinations: list[Destination]) -> list[RunResult]:
@@ -42,14 +44,52 @@ def back_up(settings: Settings, engine: Engine, source: Source, destinations: li
     return results
 
 
+def dry_run(settings: Settings, engine: Engine, source: Source, destinations: list[Destination]) -> list[RunResult]:
+    """What `exec backup` would do, from every preflight it runs (the source's, each destination's, the
+    repository's, the quota), with nothing staged, locked, uploaded or recorded."""
+    try:
+        source.preflight(settings, engine)
+        plan = source.plan(settings, engine)
+    except Exception as error:  # contained: this source fails, the next one is still looked at
+        problem = str(error) if isinstance(error, SourceError) else unexpected(error)
+        return [RunResult(source.NAME, d.name, Status.FAILED, f"{source.NAME}: {problem}") for d in destinations]
+    return [_would_store(settings, engine, source.NAME, plan, destination) for destination in destinations]
+
+
+def _would_store(settings: Settings, engine: Engine, source: str, plan: str, destination: Destination) -> RunResult:
+    try:
+        repository = reached(engine, destination, source)
+        if not repository.exists():
+            raise RepositoryError(Status.REPOSITORY_MISSING,
+                                  f"no repository at {repository.location}: {init_hint(destination.name, source)}")
+    except RepositoryError as error:
+        return error.result(source, destination.name)
+    except Exception as error:  # contained: this destination fails, the others are still looked at
+        return RunResult(source, destination.name, Status.FAILED, f"{source}: {unexpected(error)}")
+    deferred = _over_quota(settings, destination, source)
+    if deferred is not None:
+        return replace(deferred, message=f"would be {deferred.message}")
+    return RunResult(source, destination.name, Status.OK, f"would back up {plan} to {repository.location}")
+
+
 SHOWN_UNSAVED = 20  # unsaved items named in a result's message
 
 
 def describe(summary: BackupSummary, figures: dict) -> str:
-    parts = [f"snapshot {summary.snapshot_id[:8]}", f"{summary.bytes_processed} bytes processed",
-             f"{summary.bytes_added} bytes added"]
-    parts += [f"{key.replace('_', ' ')} {value}" for key, value in figures.items() if value is not None]
-    return ", ".join(parts)
+    """'snapshot 1a2b3c4d: 2.2 MiB read, 120.6 KiB added', then the source's own figures, sizes in human units
+    (the raw numbers stay in the run's figures)."""
+
+    def figure(key: str, value) -> str:
+        name = key.replace("_", " ")
+        if key.endswith("_bytes") and isinstance(value, int | float):
+            return f"{name.removesuffix(' bytes')} size {size_text(value)}"
+        if key.endswith("_sha256") and isinstance(value, str):
+            return f"{name} {value[:12]}"
+        return f"{name} {' '.join(map(str, value)) if isinstance(value, list | tuple) else value}"
+
+    parts = [f"{size_text(summary.bytes_processed)} read", f"{size_text(summary.bytes_added)} added"]
+    parts += [figure(key, value) for key, value in figures.items() if value is not None and value != []]
+    return f"snapshot {summary.snapshot_id[:8]}: " + ", ".join(parts)
 
 
 def _to_destination(settings: Settings, engine: Engine, source: Source, payload: Payload,
@@ -78,8 +118,8 @@ def _over_quota(settings: Settings, destination: Destination, source: str) -> Ru
         return RunResult(source, destination.name, Status.FAILED, message)
     if not check.exceeded:
         return None
-    message = (f"deferred: {check.uploaded_today} bytes uploaded today plus about {check.expected} expected "
-               f"would pass the daily quota of {check.quota} bytes; it runs again tomorrow")
+    message = (f"deferred: {size_text(check.uploaded_today)} uploaded today plus about {size_text(check.expected)} "
+               f"expected would pass the daily quota of {size_text(check.quota)}; it runs again tomorrow")
     logger.warning("{} -> {}: {}", source, destination.name, message)
     return RunResult(source, destination.name, Status.DEFERRED, message)
 

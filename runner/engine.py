@@ -12,7 +12,9 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -21,7 +23,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import podman
 import requests
@@ -30,7 +32,9 @@ from podman import api
 from podman.errors import APIError, NotFound, PodmanError
 
 from runner import logs
+from runner.restic import Progress
 from runner.settings import Settings
+from runner.units import duration_text
 
 LABEL = "io.offsite-backup"
 MANAGED_LABEL = f"{LABEL}.managed"
@@ -69,7 +73,10 @@ SENSITIVE_TREES = (
 ROOT_ENTRYPOINT_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")
 OUTPUT_LIMIT = 32 * 1024 * 1024  # bytes of stdout kept for parsing; the log gets everything
 TAIL_LINES = 30
-PROGRESS_SECONDS = 10
+PROGRESS_SECONDS = 10  # at most one progress line per job this often in the log (a bar on a terminal follows each)
+# restic writes its JSON status lines only when told how often (without a terminal, by default never): a job with
+# a progress parser asks for one a second.
+PROGRESS_ENV = {"RESTIC_PROGRESS_FPS": "1"}
 # A leftover is an exited or never-started job container older than this (a live run removes its
 # own containers within seconds of their exit).
 LEFTOVER_GRACE_SECONDS = 120
@@ -103,7 +110,9 @@ class JobSpec:
     user: str | None = None  # None: settings.jobs.user
     entrypoint: tuple[str, ...] | None = None  # None: the image's
     hostname: str | None = None  # None: a new job host name (job_hostname)
-    # Turns an output line into a progress message (or None); logged at INFO every PROGRESS_SECONDS.
+    # Turns a stdout line into a progress message (or None): logged at INFO at most every PROGRESS_SECONDS, and a
+    # bar on a terminal. A restic.Progress also gives the fraction done, or is the job's summary (final), which
+    # the line that ends the job says. Progress lines are not kept in JobResult.stdout.
     progress: Callable[[str], str | None] | None = field(default=None, compare=False)
 
 
@@ -307,11 +316,13 @@ class Engine:
         if not self.image_exists(image):
             raise JobError(f"image {image} not found: build it with `runner images build`")
 
+        if spec.progress:
+            spec = replace(spec, env={**PROGRESS_ENV, **spec.env})
         timeout = spec.timeout or self.settings.jobs.timeout
         started = time.monotonic()
         name = container_name(spec.name)
         options = container_options(spec, self.settings, name, time.time() + timeout)
-        logger.info("job {} starting in {}: {}", spec.name, name, logs.format_command(spec.argv))
+        logger.debug("job {} starting in {}: {}", spec.name, name, logs.format_command(spec.argv))
         try:
             container = self.client.containers.create(**options)
         except APIError as error:
@@ -324,8 +335,11 @@ class Engine:
                 raise JobError(f"job {spec.name}: Podman could not start the container: "
                                f"{error.explanation or error}") from None
             readers = _OutputReaders(container, spec.name, self.settings.log.job_output, spec.progress)
-            exit_code, timed_out = self._wait(container, timeout)
-            readers.join()
+            try:
+                exit_code, timed_out = self._wait(container, timeout)
+                readers.join()
+            finally:
+                readers.bar.clear()
             result = JobResult(
                 name=spec.name, container=name, exit_code=exit_code, timed_out=timed_out,
                 duration=time.monotonic() - started, stdout=readers.stdout,
@@ -333,11 +347,23 @@ class Engine:
             )
         finally:
             _remove(container)
-        if result.ok:
-            logger.info("job {} finished in {:.1f} s", spec.name, result.duration)
-        else:
-            logger.error(result.describe())
+        self._log_end(result, readers)
         return result
+
+    def _log_end(self, result: JobResult, readers: _OutputReaders) -> None:
+        """The job's one line at INFO: what, where (the job's name), outcome, duration, and what it moved when its
+        progress parser said so. A failure is a warning: whoever ran the job says what it means for the run."""
+        took = duration_text(result.duration)
+        if result.ok:
+            logger.info("job {}: ok in {}{}", result.name, took, f", {readers.summary}" if readers.summary else "")
+            return
+        outcome = (f"timed out after {took} and was killed" if result.timed_out
+                   else f"exited with code {result.exit_code} after {took}")
+        where = f" (at {readers.latest})" if readers.latest else ""
+        said = ""
+        if self.settings.log.job_output != "INFO" and result.output_tail:  # else its stderr is in the log above
+            said = "; last output: " + " | ".join(result.output_tail[-5:])
+        logger.warning("job {}: {}{}{}", result.name, outcome, where, said)
 
     def _wait(self, container, timeout: int) -> tuple[int | None, bool]:
         try:
@@ -375,7 +401,7 @@ class Engine:
         body: dict[str, object] = {"AttachStdout": True, "AttachStderr": True, "Cmd": list(argv), "Tty": False}
         if user:
             body["User"] = user
-        logger.info("exec in {}: {}", name, logs.format_command(argv))
+        logger.debug("exec in {}: {}", name, logs.format_command(argv))
         created = client.post(f"/containers/{name}/exec", data=json.dumps(body))
         created.raise_for_status()
         exec_id = created.json()["Id"]
@@ -524,7 +550,10 @@ class _OutputReaders:
 
     def __init__(self, container, job: str, level: str, progress=None):
         self.progress = progress
-        self._last_progress = 0.0
+        self._last_progress = time.monotonic()  # a job shorter than PROGRESS_SECONDS logs no progress line
+        self.latest: str | None = None  # the last progress message
+        self.summary: str | None = None  # the job's summary, from its progress parser
+        self.bar = _Bar(job, sys.stderr if progress else None)
         self.stdout: list[str] = []
         self.stderr_tail: deque[str] = deque(maxlen=TAIL_LINES)
         self.output_tail: deque[str] = deque(maxlen=TAIL_LINES)
@@ -541,9 +570,10 @@ class _OutputReaders:
         try:
             frames = container.logs(stream=True, follow=True, stdout=is_stdout, stderr=not is_stdout)
             for line in _lines(frames):
-                logger.log("DEBUG" if is_stdout else level, "[{}] {}", job, line)
-                if is_stdout and self.progress:
-                    self._report_progress(job, line)
+                with self.bar.cleared():
+                    logger.log("DEBUG" if is_stdout else level, "[{}] {}", job, line)
+                if is_stdout and self.progress and self._report_progress(job, line):
+                    continue  # progress is not output: it would push the job's result out of what is kept
                 with self._lock:
                     self.output_tail.append(line)
                     if is_stdout:
@@ -555,18 +585,78 @@ class _OutputReaders:
         except (APIError, NotFound, requests.RequestException) as error:
             logger.debug("output of {} ended: {}", job, error)
 
-    def _report_progress(self, job: str, line: str) -> None:
+    def _report_progress(self, job: str, line: str) -> bool:
+        """Show the progress the line tells of; whether it was a progress line (not the summary, nor other output)."""
         try:
             message = self.progress(line)
         except ValueError:
-            return
-        if message and time.monotonic() - self._last_progress >= PROGRESS_SECONDS:
+            return False
+        if not message:
+            return False
+        if isinstance(message, Progress) and message.final:
+            self.summary = str(message)
+            return False
+        self.latest = str(message)
+        self.bar.show(message)
+        if time.monotonic() - self._last_progress >= PROGRESS_SECONDS:
             self._last_progress = time.monotonic()
-            logger.info("[{}] {}", job, message)
+            with self.bar.cleared():
+                logger.info("[{}] {}", job, message)
+        return True
 
     def join(self) -> None:
         for thread in self._threads:
             thread.join(timeout=30)
+
+
+class _Bar:
+    """A job's progress as one line at the bottom of a terminal (nothing when `stream` is not one): cleared
+    while a log line is written, then drawn again."""
+
+    WIDTH = 24
+
+    def __init__(self, job: str, stream: TextIO | None):
+        self.job = job
+        self.stream = stream if stream is not None and stream.isatty() else None
+        self.line = ""
+        self._lock = threading.RLock()
+
+    def show(self, message: str) -> None:
+        if self.stream is None:
+            return
+        fraction = message.fraction if isinstance(message, Progress) else None
+        filled = round(fraction * self.WIDTH) if fraction is not None else None
+        bar = "" if filled is None else "█" * filled + "░" * (self.WIDTH - filled) + " "
+        with self._lock:
+            self.line = f"{self.job} {bar}{message}"[:shutil.get_terminal_size().columns - 1]
+            self._draw()
+
+    def _draw(self) -> None:
+        assert self.stream is not None
+        self.stream.write(f"\r\x1b[2K{self.line}")
+        self.stream.flush()
+
+    def clear(self) -> None:
+        with self._lock:
+            if self.stream is not None and self.line:
+                self.stream.write("\r\x1b[2K")
+                self.stream.flush()
+                self.line = ""
+
+    @contextmanager
+    def cleared(self):
+        """The bar taken away for the time of a log line, and drawn again after it."""
+        if self.stream is None or not self.line:
+            yield
+            return
+        with self._lock:
+            line = self.line
+            self.clear()
+            try:
+                yield
+            finally:
+                self.line = line
+                self._draw()
 
 
 def _lines(frames: Iterator[bytes]) -> Iterator[str]:

@@ -13,9 +13,9 @@ from datetime import date
 
 from loguru import logger
 
-from runner.destinations import Destination, DestinationUnavailable, RepositoryMissing
+from runner.destinations import Destination
 from runner.engine import Engine
-from runner.repository import Repository, RepositoryError, opened, unavailable
+from runner.repository import Repository, RepositoryError, opened, reached
 from runner.results import RunResult, Status, unexpected
 from runner.settings import Settings
 
@@ -111,11 +111,7 @@ def preview(settings: Settings, engine: Engine, destination: Destination, source
     lock is taken, no check is run, nothing is recorded."""
     retention = settings.retention
     try:
-        try:
-            destination.preflight()
-            repository = Repository(engine, destination, destination.access(source))
-        except (DestinationUnavailable, RepositoryMissing) as error:
-            raise unavailable(error) from None
+        repository = reached(engine, destination, source)
         snapshots = repository.snapshots(source)
         if len(snapshots) < retention.minimum_snapshots:
             return RunResult(source, destination.name, Status.OK, f"would forget nothing: only {len(snapshots)} "

@@ -14,7 +14,7 @@ import shlex
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import TypeVar
 
 from loguru import logger
@@ -38,6 +38,7 @@ SOURCE_LABEL = "io.offsite-backup.source"
 SIDECAR = "/sidecar"
 RESTORE_TARGET = "/restore"
 LISTING = "/listing"
+DUMPED = "/dumped"
 # Exit code of the after-backup step when its second snapshot could not be stored.
 SIDECAR_FAILED = 86
 # Processes the unlock job starts and ends first, so that restic runs above the PIDs job containers use.
@@ -193,6 +194,18 @@ class Repository:
             raise SnapshotNotFound(f"no {tag} snapshot {'' if wanted == 'latest' else wanted + ' '}in {self.location}")
         return max(found, key=lambda snapshot: snapshot.time)
 
+    def pick(self, tag: str, wanted: str = "latest") -> restic.Snapshot:
+        """Like find, but an id prefix that several snapshots share is refused rather than resolved to the
+        newest of them: a restore must get the snapshot that was meant."""
+        if wanted == "latest":
+            return self.find(tag)
+        found = [snapshot for snapshot in self.snapshots(tag) if snapshot.id.startswith(wanted)]
+        if len(found) > 1:
+            shown = ", ".join(f"{snapshot.short_id} of {snapshot.time[:19]}" for snapshot in found[:5])
+            raise RepositoryError(Status.FAILED, f"{wanted} is ambiguous in {self.location}: {len(found)} {tag} "
+                                  f"snapshots start with it ({shown}); give more of the id")
+        return self.find(tag, wanted)
+
     def stats(self, mode: str = "raw-data") -> restic.Stats:
         """Size and snapshot count; takes no lock, so it never writes."""
         result = self._run(f"stats-{mode}", restic.stats(self._restic, mode))
@@ -222,6 +235,26 @@ class Repository:
         self._run("restore", restic.restore(self._restic, snapshot.id, RESTORE_TARGET, verify=verify),
                   (Mount(target, RESTORE_TARGET, read_only=False),), progress=restic.restore_progress)
         return sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
+
+    def restore_only(self, snapshot: restic.Snapshot, target: Path, includes: Sequence[str]) -> int:
+        """Restore only the paths matching `includes` (restic.include_pattern) into `target`, with the
+        directories above them; return the bytes restored. A pattern matching nothing restores nothing: the
+        caller checks that what it needs is there."""
+        if not includes:
+            raise ValueError("restore_only needs at least one pattern")
+        job_dir(target, self.settings)
+        argv = restic.restore(self._restic, snapshot.id, RESTORE_TARGET, includes=includes)
+        self._run("restore", argv, (Mount(target, RESTORE_TARGET, read_only=False),), progress=restic.restore_progress)
+        return sum(p.stat().st_size for p in target.rglob("*") if p.is_file())
+
+    def dump(self, snapshot: restic.Snapshot, path: str, work: Path) -> Path:
+        """One file of the snapshot (`path` inside it), written to `work` under its own name; returns where.
+        A path the snapshot does not hold fails (restic says so)."""
+        job_dir(work, self.settings)
+        name = PurePosixPath(path).name
+        argv = ["sh", "-c", 'exec "$@" > "$0"', f"{DUMPED}/{name}", *restic.dump(self._restic, snapshot.id, path)]
+        self._run("dump", argv, (Mount(work, DUMPED, read_only=False),))
+        return work / name
 
     def check(self, subset: str) -> CheckOutcome:
         """`restic check`, reading `subset` of the data too. Errors it finds in the repository are an
@@ -258,7 +291,7 @@ class Repository:
                                               retry_lock=retry)
         else:
             argv = restic.backup(self._restic, paths, host=host, tags=tags, excludes=excludes, retry_lock=retry)
-        result = self._run("backup", argv, mounts, networks=networks, env=env)
+        result = self._run("backup", argv, mounts, networks=networks, env=env, progress=restic.backup_progress)
         return StoredBackup(self._parsed(restic.parse_backup, result.stdout, "backup summary"), result.duration)
 
     def after_backup(self, snapshot_id: str, sidecar: Path | None,
@@ -381,10 +414,16 @@ def opened(settings: Settings, engine: Engine, destination: Destination, source:
     with repository_lock(settings, destination.name, source) as held:
         if not held:
             raise RepositoryError(Status.SKIPPED, skipped_message(settings))
-        try:
-            destination.preflight()
-            repository = Repository(engine, destination, destination.access(source))
-        except (DestinationUnavailable, RepositoryMissing) as error:
-            raise unavailable(error) from None
+        repository = reached(engine, destination, source)
         repository.clear_stale_locks()
         yield repository
+
+
+def reached(engine: Engine, destination: Destination, source: str) -> Repository:
+    """The repository with its destination's preflight passed, without any lock: for reading only
+    (dry runs). Raises RepositoryError (destination unavailable, repository missing)."""
+    try:
+        destination.preflight()
+        return Repository(engine, destination, destination.access(source))
+    except (DestinationUnavailable, RepositoryMissing) as error:
+        raise unavailable(error) from None

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from enum import Enum
 from typing import Any
 
+from runner.units import duration_text, size_text
+
 
 class Outcome(Enum):
     OK = "ok"
@@ -134,6 +136,18 @@ def ls(repo: Repository, snapshot: str) -> list[str]:
     return ["restic", *global_args(repo), "--no-lock", "ls", snapshot]
 
 
+def dump(repo: Repository, snapshot: str, path: str) -> list[str]:
+    """One file of a snapshot (its path inside the snapshot), written as it is to stdout."""
+    return ["restic", *global_args(repo), "--no-lock", "dump", snapshot, path]
+
+
+def include_pattern(path: str, prefix: bool = False) -> str:
+    """A `restore --include` pattern for exactly this path inside a snapshot (a directory with everything
+    under it); with `prefix`, for every path that starts with it. Pattern characters in names are escaped."""
+    escaped = re.sub(r"([\\*?\[])", r"\\\1", path)
+    return escaped + "*" if prefix else escaped
+
+
 def stats(repo: Repository, mode: str = "raw-data") -> list[str]:
     """Repository size and snapshot count; takes no lock, so it never writes."""
     return ["restic", *global_args(repo), "--no-lock", "stats", "--mode", mode]
@@ -242,6 +256,7 @@ class Snapshot:
     tags: tuple[str, ...] = ()
     paths: tuple[str, ...] = ()
     hostname: str = ""
+    size: int | None = None  # bytes the backup read (restic >= 0.17 records it in the snapshot's summary)
 
     @property
     def short_id(self) -> str:
@@ -329,8 +344,11 @@ def _require(document: Any, keys: dict[str, type | tuple[type, ...]], what: str)
 
 def _snapshot(document: Any) -> Snapshot:
     data = _require(document, {"id": str, "time": str}, "snapshot")
+    size = None
+    if data.get("summary") is not None:  # absent in snapshots made by restic < 0.17
+        size = _require(data["summary"], {"total_bytes_processed": int}, "snapshot summary")["total_bytes_processed"]
     return Snapshot(data["id"], data["time"], tuple(data.get("tags") or ()), tuple(data.get("paths") or ()),
-                    data.get("hostname", ""))
+                    data.get("hostname", ""), size)
 
 
 def parse_snapshots(lines: Iterable[str]) -> list[Snapshot]:
@@ -431,10 +449,56 @@ def _parse_time(value: str) -> datetime:
     return datetime.fromisoformat(re.sub(r"(\.\d{6})\d+", r"\1", value).replace("Z", "+00:00"))
 
 
-def restore_progress(line: str) -> str | None:
-    """A restore's JSON status line as a short progress message (None for any other line)."""
-    if '"message_type":"status"' not in line:
+class Progress(str):
+    """A progress parser's message: the text for the log, with what a progress bar needs (the fraction
+    done, when restic knows the total) and whether it is the job's summary rather than progress (said
+    once, in the line that ends the job)."""
+
+    fraction: float | None
+    final: bool
+
+    def __new__(cls, text: str, fraction: float | None = None, final: bool = False) -> Progress:
+        made = super().__new__(cls, text)
+        made.fraction, made.final = fraction, final
+        return made
+
+
+def _message(line: str) -> dict[str, Any] | None:
+    if '"message_type":"status"' not in line and '"message_type":"summary"' not in line:
         return None
-    status = json.loads(line)
-    done, total = status.get("bytes_restored", 0), status.get("total_bytes", 0)
-    return f"{status.get('percent_done', 0) * 100:.0f}% restored ({done} of {total} bytes)"
+    value = json.loads(line)
+    return value if isinstance(value, dict) else None
+
+
+def _done(message: dict[str, Any], done: int, what: str) -> Progress:
+    """'43%: 950.0 MiB of 2.2 GiB read, about 1 min 20 s left', or '950.0 MiB read' while the total is unknown."""
+    total, fraction = message.get("total_bytes") or 0, message.get("percent_done")
+    if not total or not isinstance(fraction, int | float):
+        return Progress(f"{size_text(done)} {what}")
+    left = message.get("seconds_remaining")
+    eta = f", about {duration_text(left)} left" if left else ""
+    return Progress(f"{fraction:.0%}: {size_text(done)} of {size_text(total)} {what}{eta}", min(fraction, 1.0))
+
+
+def backup_progress(line: str) -> Progress | None:
+    """A backup's JSON status line as a progress message; its summary as what it read and added."""
+    message = _message(line)
+    if message is None:
+        return None
+    if message.get("message_type") == "summary":
+        read, added = message.get("total_bytes_processed"), message.get("data_added_packed", message.get("data_added"))
+        if not isinstance(read, int) or not isinstance(added, int):
+            return None
+        return Progress(f"{size_text(read)} read, {size_text(added)} added", 1.0, final=True)
+    return _done(message, message.get("bytes_done") or 0, "read")
+
+
+def restore_progress(line: str) -> Progress | None:
+    """A restore's JSON status line as a progress message; its summary as what it restored."""
+    message = _message(line)
+    if message is None:
+        return None
+    restored = message.get("bytes_restored")
+    if message.get("message_type") == "summary":
+        return Progress(f"{size_text(restored)} restored", 1.0, final=True) if isinstance(restored, int) else None
+    return _done(message, restored or 0, "restored")

@@ -14,12 +14,12 @@ from __future__ import annotations
 import os
 import secrets
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
@@ -29,7 +29,11 @@ from runner.repository import Repository, RepositoryError, opened
 from runner.restic import Snapshot
 from runner.results import RunResult, Status, unexpected
 from runner.settings import Settings
+from runner.units import duration_text
 from runner.workspace import job_dir, remove_tree
+
+if TYPE_CHECKING:
+    from runner.sources.base import Source
 
 
 class RestoreError(Exception):
@@ -63,16 +67,21 @@ class RestoreRequest:
 
 
 @contextmanager
-def fetched(request: RestoreRequest, source: str, work: Path | None = None) -> Iterator[tuple[Snapshot, Path]]:
+def fetched(request: RestoreRequest, source: str, work: Path | None = None,
+            includes: Sequence[str] = ()) -> Iterator[tuple[Snapshot, Path]]:
     """The requested snapshot of `source`, restored into a working directory (by default in staging)
-    that is removed afterwards, whatever happens."""
+    that is removed afterwards, whatever happens. With `includes` (restic.include_pattern), only the
+    paths matching them: the caller checks that what it needs came."""
     settings = request.settings
     work = work or settings.paths.staging_dir / f"restore-{source}"
     remove_tree(work)  # what an interrupted restore left
     try:
         with opened(settings, request.engine, request.destination, source) as repository:
-            snapshot = repository.find(source, request.snapshot)
-            repository.restore(snapshot, work)
+            snapshot = repository.pick(source, request.snapshot)
+            if includes:
+                repository.restore_only(snapshot, work, includes)
+            else:
+                repository.restore(snapshot, work)
         yield snapshot, work
     finally:
         remove_tree(work)
@@ -150,6 +159,10 @@ class Phases:
         finally:
             self.seconds[name] = round(time.monotonic() - started, 2)
 
+    def text(self) -> str:
+        """"fetch 12 s, load 1 min 3 s" for the log line."""
+        return ", ".join(f"{name} {duration_text(seconds)}" for name, seconds in self.seconds.items())
+
 
 @dataclass(frozen=True)
 class Verified:
@@ -196,6 +209,148 @@ def run_test(settings: Settings, engine: Engine, source: str, test: Callable[[Tr
         remove_tree(work)
     figures = {**figures, "phase_seconds": trial.phases.seconds}
     log = logger.info if status is Status.OK else logger.error
-    log("restore test of {} from {}: {} ({})", source, destination.name, message, trial.phases.seconds)
+    log("restore test of {} from {}: {} ({})", source, destination.name, message,
+        trial.phases.text() or duration_text(time.monotonic() - started))
     return RunResult(source, destination.name, status, message, figures.get("snapshot_id"),
                      time.monotonic() - started, figures)
+
+
+# Browsing: `runner snapshots` and `runner snapshots show` -------------------------------------------
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One snapshot as `runner snapshots` shows it: with its manifest (the sidecar snapshot tagged
+    for:<id>, if any) and when a restore test last passed on it."""
+
+    snapshot: Snapshot
+    manifest: Snapshot | None
+    tested: str | None  # ISO time of the last passed restore test; None: none passed (or the history is unreadable)
+
+
+@dataclass(frozen=True)
+class Listing:
+    """What one repository holds: its snapshots, newest last, and the manifests stored beside them."""
+
+    source: str
+    destination: str
+    location: str
+    snapshots: tuple[Listed, ...] = ()
+    manifests: tuple[Snapshot, ...] = ()  # sidecar snapshots (tagged for:<id>), not restorable on their own
+    error: str = ""  # why the repository could not be listed
+
+    @property
+    def keeps_manifests(self) -> bool:
+        return bool(self.manifests)
+
+
+def passed_tests(settings: Settings) -> dict[tuple[str, str, str], str]:
+    """(source, destination, snapshot id) -> when a restore test last passed on that snapshot, from the run
+    history. Raises RestoreError when the history cannot be read."""
+    from runner.monitoring.alerts import HISTORY_ERRORS
+    from runner.monitoring.history import open_history
+
+    try:
+        runs = open_history(settings.paths.state_dir).runs(kind="restore-test")
+    except (*HISTORY_ERRORS, RuntimeError) as error:
+        raise RestoreError(f"the run history cannot be read, so which snapshots passed a restore test is not "
+                           f"known: {error}") from None
+    passed: dict[tuple[str, str, str], str] = {}
+    for run in runs:  # newest first: the first one found is the last to pass
+        if run.status == Status.OK.value and run.snapshot_id:
+            when = run.ended_at.isoformat(timespec="seconds")
+            passed.setdefault((run.source, run.destination, run.snapshot_id), when)
+    return passed
+
+
+def listing(settings: Settings, engine: Engine, destination: Destination, source: str,
+            tested: Mapping[tuple[str, str, str], str]) -> Listing:
+    """Every snapshot of one repository, with its manifest and restore test; a repository that cannot be
+    read gives a Listing naming the error."""
+    try:
+        with opened(settings, engine, destination, source) as repository:
+            found, location = repository.snapshots(), repository.location
+    except RepositoryError as error:
+        return Listing(source, destination.name, destination.describe(source), error=str(error))
+    manifests = {snapshot.tag_value("for:"): snapshot for snapshot in found if snapshot.tag_value("for:")}
+    rows = [Listed(snapshot, manifests.get(snapshot.id), tested.get((source, destination.name, snapshot.id)))
+            for snapshot in sorted(found, key=lambda snapshot: snapshot.time) if not snapshot.tag_value("for:")]
+    return Listing(source, destination.name, location, tuple(rows),
+                   tuple(sorted(manifests.values(), key=lambda snapshot: snapshot.time)))
+
+
+@dataclass(frozen=True)
+class ShowRequest:
+    """What `runner snapshots show` asks a source for: one snapshot, in a repository held open, and a working
+    directory (removed afterwards) for what is fetched of it. Fetch only what is needed: one file
+    (repository.dump) or some paths (repository.restore_only), never the whole snapshot."""
+
+    settings: Settings
+    engine: Engine
+    repository: Repository
+    snapshot: Snapshot
+    work: Path
+    prefix: str | None = None  # only what lies under this (a MinIO bucket/key prefix, a path)
+
+
+@dataclass(frozen=True)
+class Contents:
+    """What a snapshot holds, in its source's own terms: a summary line, a table, and the same as data
+    (for --json)."""
+
+    summary: str
+    columns: tuple[str, ...] = ()
+    rows: tuple[tuple[str, ...], ...] = ()
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Shown:
+    source: str
+    destination: str
+    location: str
+    snapshot: Snapshot
+    contents: Contents
+
+
+def show(settings: Settings, engine: Engine, destination: Destination, sources: Sequence[Source], wanted: str,
+         prefix: str | None = None) -> Shown:
+    """The snapshot whose id starts with `wanted` (or the latest, for one source), looked for in each source's
+    repository on `destination`, described by its source."""
+    if wanted == "latest" and len(sources) != 1:
+        raise RestoreError("'latest' needs --source: the latest snapshot of which source?")
+    matches: list[tuple[Source, Snapshot]] = []
+    unsearched = []
+    for source in sources:
+        try:
+            with opened(settings, engine, destination, source.NAME) as repository:
+                if wanted == "latest":
+                    matches.append((source, repository.find(source.NAME)))
+                else:
+                    matches += [(source, snapshot) for snapshot in repository.snapshots(source.NAME)
+                                if snapshot.id.startswith(wanted)]
+        except RepositoryError as error:
+            if len(sources) == 1:
+                raise
+            unsearched.append(f"{source.NAME} ({error})")
+    if not matches:
+        searched = ", ".join(source.NAME for source in sources)
+        missed = f"; could not look in: {'; '.join(unsearched)}" if unsearched else ""
+        raise RestoreError(f"no snapshot {wanted} in the {searched} repositories on {destination.name}{missed}")
+    if len(matches) > 1:
+        named = ", ".join(f"{source.NAME} {snapshot.short_id}" for source, snapshot in matches[:5])
+        raise RestoreError(f"{wanted} is ambiguous: {len(matches)} snapshots start with it ({named}); give more of "
+                           "the id, or --source")
+    for missed in unsearched:
+        logger.warning("could not look for {} in the repository of {}", wanted, missed)
+    source, snapshot = matches[0]
+    work = settings.paths.staging_dir / f"show-{source.NAME}"
+    remove_tree(work)
+    try:
+        with opened(settings, engine, destination, source.NAME) as repository:
+            contents = source.show_snapshot(ShowRequest(settings, engine, repository, snapshot,
+                                                        job_dir(work, settings), prefix))
+            location = repository.location
+    finally:
+        remove_tree(work)
+    return Shown(source.NAME, destination.name, location, snapshot, contents)

@@ -8,6 +8,7 @@ from runner.cli import (  # noqa: F401 (each module adds its commands to the gro
     repositories,
     restore,
     runs,
+    snapshots,
     vault,
 )
 from runner.cli.base import cli, main

@@ -13,8 +13,10 @@ from typing import NoReturn
 
 import click
 from loguru import logger
+from rich import box
 from rich.console import Console
-from rich.table import Table
+from rich.markup import escape
+from rich.table import Column, Table
 
 from runner import logs
 from runner.settings import (
@@ -24,6 +26,7 @@ from runner.settings import (
     LoadedSettings,
     load_settings,
 )
+from runner.units import duration_text
 
 EXIT_FAILED = 1
 EXIT_CONFIG = 2
@@ -32,6 +35,20 @@ EXIT_CONFIG = 2
 def console() -> Console:
     # made per use, so that COLUMNS and the output stream in effect now are respected
     return Console()
+
+
+def table(*columns: str | Column, title: str | None = None) -> Table:
+    """A table as every command prints one: a rule under the header and two spaces between columns, no
+    borders, so that more fits in 80 columns; a cell too narrow wraps (a long word folds), never cut to '…'."""
+    made = [Column(heading) if isinstance(heading, str) else heading for heading in columns]
+    for column in made:
+        column.overflow = "fold"
+    return Table(*made, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, padding=(0, 1, 0, 0), title=title)
+
+
+def fixed(heading: str, **options) -> Column:
+    """A column whose cells are never wrapped (short values: names, sizes, ages, rates)."""
+    return Column(heading, no_wrap=True, **options)
 
 
 # Set by the Quadlet units to the unit's name: whether a failed unit's runner got to report is
@@ -195,11 +212,12 @@ def report(results, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps([as_dict(result) for result in results], indent=2, default=str))
         sys.exit(exit_code(results))
-    table = Table("source", "destination", "result", "details")
+    shown = table(fixed("source"), fixed("destination"), "result", fixed("took", justify="right"), "details")
     for result in results:
         style = "green" if result.status.value == "ok" else "yellow" if not result.status.is_failure else "red"
-        table.add_row(result.source, result.destination, f"[{style}]{result.status.value}[/]", result.message)
-    console().print(table)
+        shown.add_row(result.source, result.destination, f"[{style}]{escape(result.status.value)}[/]",
+                      duration_text(result.duration) if result.duration else "-", escape(logs.mask(result.message)))
+    console().print(shown)
     sys.exit(exit_code(results))
 
 

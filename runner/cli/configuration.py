@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import time
+from datetime import datetime
 from pathlib import Path
 
 import click
 import tomli_w
-from rich.table import Table
 
 from runner.cli.base import (
     Context,
@@ -15,9 +16,12 @@ from runner.cli.base import (
     console,
     engine_for,
     fail,
+    fixed,
     pass_context,
+    table,
 )
 from runner.settings import redacted
+from runner.units import age_text, size_text
 
 
 @cli.group()
@@ -108,11 +112,22 @@ def jobs_list(context: Context):
     own; containers of a runner from before containers were labelled by installation are listed too."""
     from runner.engine import JOB_LABEL
 
-    table = Table("container", "job", "state", "created")
+    shown = table("container", "job", fixed("state"), fixed("created"))
     for container in engine_for(context).job_containers():
-        table.add_row(container.name, container.labels.get(JOB_LABEL, "?"),
-                      container.attrs.get("State", "?"), str(container.attrs.get("Created", "?")))
-    console().print(table)
+        shown.add_row(container.name, container.labels.get(JOB_LABEL, "?"), container.attrs.get("State", "?"),
+                      created_text(container.attrs.get("Created")))
+    console().print(shown)
+
+
+def created_text(created) -> str:
+    """Podman's creation time (seconds since the epoch, or an ISO 8601 text) as how long ago."""
+    if isinstance(created, int | float):
+        return age_text(time.time() - created)
+    try:
+        when = datetime.fromisoformat(str(created).replace("Z", "+00:00"))
+    except ValueError:
+        return str(created or "?")
+    return age_text(time.time() - when.timestamp())
 
 
 @jobs.command("gc")
@@ -155,10 +170,10 @@ def selftest(context: Context, path: Path | None):
         report = Selftest(context.settings, engine).run(path)
     except (SelftestFailed, JobError) as error:
         fail(f"selftest failed: {error}")
-    table = Table("snapshot", "time", "host", "paths", "tags", title=f"snapshots in {report.repository}")
+    shown = table(fixed("snapshot"), fixed("time"), "host", "paths", "tags", title=f"snapshots in {report.repository}")
     for snapshot in report.snapshots:
-        table.add_row(snapshot.short_id, snapshot.time[:19], snapshot.hostname, " ".join(snapshot.paths),
-                      " ".join(snapshot.tags))
-    console().print(table)
-    click.echo(f"selftest passed: snapshot {report.snapshot_id[:8]} ({report.files} files, {report.bytes} bytes) "
+        shown.add_row(snapshot.short_id, snapshot.time[:19].replace("T", " "), snapshot.hostname,
+                      " ".join(snapshot.paths), " ".join(snapshot.tags))
+    console().print(shown)
+    click.echo(f"selftest passed: snapshot {report.snapshot_id[:8]} ({report.files} files, {size_text(report.bytes)}) "
                "restored byte-identical")

@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-from rich.table import Table
+from rich.markup import escape
+from rich.measure import Measurement
+from rich.table import Column, Table
 
 from runner.cli.base import (
     EXIT_FAILED,
@@ -15,25 +18,34 @@ from runner.cli.base import (
     cli,
     console,
     fail,
+    fixed,
     json_option,
     number_text,
     pass_context,
+    table,
     tracked,
 )
-from runner.units import size_text
+from runner.units import age_text, duration_text, rate_text, size_text
+
+if TYPE_CHECKING:
+    from runner.monitoring.status import RepositoryStatus
 
 
 @cli.command()
+@click.option("--wide", is_flag=True, help="Every column: also the RPO, the size change, the repository's size "
+              "and snapshots, the 90-day success rate, the last restore test's date and duration (wider than 80).")
 @json_option
 @pass_context
 @tracked
-def status(context: Context, as_json: bool):
-    """Show, per source and destination, the last successful backup and its age against the RPO,
-    the last outcome, size and its change, the repository size and the last restore test.
+def status(context: Context, wide: bool, as_json: bool):
+    """Show, per source and destination, whether it is healthy, how long ago the last successful backup
+    was, the last outcome and size, the share of backups that succeeded over 30 days, and the state of
+    the restore tests (--wide: every column; --json: every figure).
 
     Also raises the alerts for any source past its RPO or overdue for a restore test
     (monitoring.restore_test_every), once each. Exit code 1 when anything is past its RPO, last
-    failed, failed its last restore test or is overdue for one: usable as a health check."""
+    failed, failed its last restore test or is overdue for one, or succeeded less often than
+    monitoring.success_rate_floor over 30 days: usable as a health check."""
     from runner.monitoring import reporting
     from runner.monitoring.status import overview
 
@@ -46,22 +58,78 @@ def status(context: Context, as_json: bool):
     if as_json:
         click.echo(json.dumps([state.as_dict() for state in states], indent=2))
         sys.exit(code)
-    table = Table("source", "destination", "health", "last success", "RPO", "last outcome", "last size", "change",
-                  "repository", "snapshots", "last restore test")
-    for state in states:
-        table.add_row(
-            state.source, state.destination, "[green]ok[/]" if state.healthy else "[red]attention[/]",
-            f"{state.age_hours} h ago" if state.age_hours is not None else "never",
-            "within" if state.within_rpo else "[red]past[/]", state.last_outcome or "-", size_text(state.last_size),
-            f"{state.size_change:+.0%}" if state.size_change is not None else "-", size_text(state.repository_bytes),
-            number_text(state.snapshots), restore_test_text(state))
-    console().print(table)
+    shown = wide_table(states) if wide else compact_table(states)
+    out = console()
+    if wide:  # as wide as its columns need, whatever the terminal
+        out.width = max(out.width, Measurement.get(out, out.options.update_width(10_000), shown).maximum)
+    out.print(shown)
     sys.exit(code)
 
 
-def restore_test_text(state) -> str:
-    text = f"{state.last_restore_test} {state.last_restore_test_at:%Y-%m-%d}" if state.last_restore_test_at else "-"
-    return f"{text} [red]overdue[/]" if state.restore_test_overdue else text
+def compact_table(states: list[RepositoryStatus]) -> Table:
+    """What fits 80 columns: health, the last success's age, the last outcome and size, the 30-day success rate,
+    the restore tests' state."""
+    # the longest word an outcome has is 11 letters ('destination unavailable')
+    shown = table(fixed("source"), fixed("to"), fixed("health"), fixed("last\nsuccess"),
+                  Column("last outcome", min_width=11), fixed("size", justify="right"),
+                  fixed("30 d", justify="right"), "restore test")
+    for state in states:
+        shown.add_row(state.source, state.destination, health_text(state), success_text(state),
+                      outcome_text(state), size_text(state.last_size), rate_cell(state), restore_test_state(state))
+    return shown
+
+
+def wide_table(states: list[RepositoryStatus]) -> Table:
+    shown = table(*map(fixed, ("source", "destination", "health", "last success", "RPO")), "last outcome",
+                  *(fixed(heading, justify="right") for heading in ("last size", "change", "repository", "snapshots",
+                                                                     "ok 30 d", "ok 90 d")),
+                  "last restore test")
+    for state in states:
+        shown.add_row(
+            state.source, state.destination, health_text(state), success_text(state),
+            "within" if state.within_rpo else "[red]past[/]", outcome_text(state), size_text(state.last_size),
+            f"{state.size_change:+.0%}" if state.size_change is not None else "-", size_text(state.repository_bytes),
+            number_text(state.snapshots), rate_cell(state), rate_text(state.success_rate_90d),
+            restore_test_text(state))
+    return shown
+
+
+def health_text(state: RepositoryStatus) -> str:
+    return "[green]ok[/]" if state.healthy else "[red]attention[/]"
+
+
+def success_text(state: RepositoryStatus) -> str:
+    age = age_text(state.age_hours * 3600 if state.age_hours is not None else None)
+    return age if state.within_rpo else f"[red]{age}[/]"
+
+
+def outcome_text(state: RepositoryStatus) -> str:
+    from runner.monitoring.status import OK, PUT_OFF
+
+    outcome = state.last_outcome or "-"
+    return escape(outcome) if outcome in ("-", OK, *PUT_OFF) else f"[red]{escape(outcome)}[/]"
+
+
+def rate_cell(state: RepositoryStatus) -> str:
+    rate = rate_text(state.success_rate_30d)
+    return f"[red]{rate}[/]" if state.below_success_floor else rate
+
+
+def restore_test_state(state: RepositoryStatus) -> str:
+    """Whether the last restore test passed, and whether one is overdue: 'ok', 'failed' (whatever went wrong:
+    --wide says), 'overdue', 'failed, overdue', '-' (none on this destination)."""
+    passed = state.last_restore_test in (None, "ok")
+    if state.restore_test_overdue:
+        return "[red]overdue[/]" if passed else "[red]failed, overdue[/]"
+    return (state.last_restore_test or "-") if passed else "[red]failed[/]"
+
+
+def restore_test_text(state: RepositoryStatus) -> str:
+    """The last restore test: outcome, date and duration; and whether one is overdue."""
+    text = escape(state.last_restore_test or ("none yet" if state.restore_test_overdue else "-"))
+    if state.last_restore_test_at:
+        text += f" {state.last_restore_test_at:%Y-%m-%d}, {duration_text(state.last_restore_test_seconds)}"
+    return f"{text}, [red]overdue[/]" if state.restore_test_overdue else text
 
 
 @cli.command()

@@ -21,9 +21,10 @@ from runner.cli.base import (
 @click.option("--force", is_flag=True, help="Replace an existing kit file.")
 @pass_context
 def recovery_kit(context: Context, output: Path | None, to_stdout: bool, force: bool):
-    """Write what a person needs to restore when Vault is gone: every repository's location and
-    password, the NAS host key fingerprints, the Drive's rclone remote (without its key) and the
-    restore order. Keep it offline; see docs/recovery-kit.md."""
+    """Write what a person needs to restore when Vault is gone, with restic, ssh and rclone only:
+    every repository's location and password, the NAS's SSH private key and pinned host key, the
+    Drive's rclone remote and service-account key, and the commands, in restore order. It is the key
+    to every backup: keep it offline (the file is written mode 0400); see docs/recovery-kit.md."""
     from runner.secrets.recovery_kit import RecoveryKitError, build
     from runner.workspace import write_atomically
 
@@ -39,4 +40,5 @@ def recovery_kit(context: Context, output: Path | None, to_stdout: bool, force: 
         click.echo(text, nl=False)
         return
     write_atomically(output, text, mode=0o400)
-    click.echo(f"wrote {output} (mode 0400). Keep it offline; do not leave it on this server.")
+    click.echo(f"wrote {output} (mode 0400). It holds every repository password and the NAS and Drive keys: "
+               "keep it offline, and do not leave it on this server.")

@@ -6,7 +6,7 @@ import json
 import sys
 
 import click
-from rich.table import Table
+from rich.markup import escape
 
 from runner.cli.base import (
     EXIT_FAILED,
@@ -16,12 +16,14 @@ from runner.cli.base import (
     console,
     destination_option,
     engine_for,
+    fixed,
     json_option,
     number_text,
     pass_context,
     report,
     selection,
     source_option,
+    table,
 )
 from runner.units import size_text
 
@@ -65,11 +67,12 @@ def repo_list(context: Context, destination_names, source_names, as_json):
     if as_json:
         click.echo(json.dumps([as_dict(s) for s in states], indent=2))
         sys.exit(code)
-    table = Table("destination", "source", "location", "state", "snapshots", "stored", "uncompressed")
+    shown = table(fixed("destination"), fixed("source"), "location", "state", fixed("snapshots", justify="right"),
+                  fixed("stored", justify="right"), fixed("uncompressed", justify="right"))
     for s in states:
-        table.add_row(s.destination, s.source, s.location, s.state, number_text(s.snapshots),
+        shown.add_row(s.destination, s.source, escape(s.location), escape(s.state), number_text(s.snapshots),
                       size_text(s.stored_bytes), size_text(s.uncompressed_bytes))
-    console().print(table)
+    console().print(shown)
     sys.exit(code)
 
 
@@ -81,10 +84,11 @@ def quota(context: Context):
     from runner.quota import ledger
 
     uploads = ledger(context.settings.paths.state_dir)
-    table = Table("destination", "daily quota", "uploaded today", "remaining")
+    shown = table(fixed("destination"), *(fixed(heading, justify="right")
+                                          for heading in ("daily quota", "uploaded today", "remaining")))
     for destination in destinations.configured(context.settings):
         used = uploads.uploaded_today(destination.name)
         limit = destination.quota
-        table.add_row(destination.name, size_text(limit) if limit else "none", size_text(used),
+        shown.add_row(destination.name, size_text(limit) if limit else "none", size_text(used),
                       size_text(max(0, limit - used)) if limit else "-")
-    console().print(table)
+    console().print(shown)

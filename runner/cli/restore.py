@@ -25,7 +25,8 @@ def restore() -> None:
 
 COMMON_OPTIONS = [
     click.Option(["--snapshot"], default="latest", show_default=True,
-                 help="Snapshot id (or its first characters) to restore."),
+                 help="Snapshot to restore: an id as `runner snapshots` prints it, or its first characters "
+                      "(a prefix several snapshots share is refused)."),
     click.Option(["--destination", "-d", "destination_name"],
                  help="Destination to restore from (default: the first enabled)."),
     click.Option(["--force"], is_flag=True, help="Overwrite a target that is not empty."),

@@ -27,10 +27,13 @@ def exec_():
 @exec_.command("backup")
 @click.argument("source_names", nargs=-1, metavar="[SOURCE]...")
 @destination_option
+@click.option("--dry-run", is_flag=True, help="Run every preflight (each source's, each destination's, that the "
+                                              "repository opens, the upload quota) and print what would be backed "
+                                              "up where; stage, lock, upload and record nothing.")
 @json_option
 @pass_context
 @tracked
-def exec_backup(context: Context, source_names, destination_names, as_json):
+def exec_backup(context: Context, source_names, destination_names, dry_run, as_json):
     """Back up SOURCEs: vault, postgres, minio, files, or all (the default: every enabled
     source, in restore priority order). One source failing does not stop the next.
 
@@ -38,12 +41,16 @@ def exec_backup(context: Context, source_names, destination_names, as_json):
     the others still run. A destination whose daily upload quota would be passed is deferred.
     Exit code 1 if anything failed, 75 if nothing failed but something was deferred."""
     from runner.backup import back_up
+    from runner.backup import dry_run as preview_backup
     from runner.sources import get
 
     if "all" in source_names:
         source_names = ()
     chosen, names = selection(context, destination_names, source_names)
     engine = job_engine(context)
+    if dry_run:
+        report([result for source in names for result in preview_backup(context.settings, engine, get(source), chosen)],
+               as_json)
     runs = []
     for source in names:
         outcome = [("backup", result) for result in back_up(context.settings, engine, get(source), chosen)]

@@ -28,6 +28,7 @@ from runner.results import RunResult, Status
 from runner.secrets.catalog import smtp_credentials_file
 from runner.secrets.files import SecretFileError, check_secret_file
 from runner.settings import Settings
+from runner.units import size_text
 
 PUT_OFF = (Status.DEFERRED, Status.SKIPPED)
 # What a broken history raises: a damaged or locked database, a full or read-only disk.
@@ -195,8 +196,8 @@ def _size_anomaly(settings: Settings, history: History, result: RunResult) -> li
     change = size_change(successes[0], successes[1])
     if change is None or abs(change) <= settings.monitoring.size_change:
         return []
-    message = (f"the backup processed {successes[0].bytes_processed} bytes, {change:+.0%} against the previous "
-               f"successful one ({successes[1].bytes_processed} bytes)")
+    message = (f"the backup read {size_text(successes[0].bytes_processed)}, {change:+.0%} against the previous "
+               f"successful one ({size_text(successes[1].bytes_processed)})")
     key = f"size:{result.source}:{result.destination}"
     history.notice(key, "backup size anomaly", result.source, result.destination, message)
     return [Alert("NOTICE", "backup size anomaly", result.source, result.destination, message)]

@@ -2,8 +2,9 @@
 backup hands to restic.
 
 A source package (runner/sources/<name>/) holds its backup (backup.py: preflight, prepare, verify),
-its restore (restore.py: what `runner restore <name>` does), its restore test (restore_test.py) and
-the secret files it needs; its __init__ re-exports what the protocol names. The registry
+its restore (restore.py: what `runner restore <name>` does), its restore test (restore_test.py), what
+`runner snapshots show` says of a snapshot (contents.py) and the secret files it needs; its __init__
+re-exports what the protocol names. The registry
 (runner/sources/__init__.py) lists the packages in restore priority order.
 """
 
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
     import click
 
     from runner.restic import BackupSummary
-    from runner.restoring import RestoreRequest, Trial, Verified
+    from runner.restoring import Contents, RestoreRequest, ShowRequest, Trial, Verified
     from runner.secrets.files import SecretFile
     from runner.settings import Settings
 
@@ -107,4 +108,14 @@ class Source(Protocol):
     def restore_test(self, trial: Trial) -> Verified:
         """Restore the latest snapshot somewhere isolated and compare it with what was backed up.
         Raises Mismatch on a difference, RestoreError when the test cannot run."""
+        ...
+
+    def plan(self, settings: Settings, engine: Engine) -> str:
+        """What a backup would read, for `exec backup --dry-run`, in a line; read-only, after preflight.
+        Raises SourceError."""
+        ...
+
+    def show_snapshot(self, request: ShowRequest) -> Contents:
+        """What `runner snapshots show` prints: what one snapshot holds, in the source's own terms, from as
+        little of it as can tell (a manifest, one file, a listing). Raises RestoreError."""
         ...

@@ -1,4 +1,5 @@
-"""The Quadlet units and the Ansible role, under the Quadlet generator and a real systemd."""
+"""The Quadlet units and the Ansible role, under the Quadlet generator and a real systemd (system-wide here;
+rootless, the default, is proven by tests/integration/test_getting_started.py, which follows the guide)."""
 
 import configparser
 import json
@@ -20,11 +21,12 @@ SCHEDULES = {
     "vault": "*-*-* 01:00:00",
     "postgres": "*-*-* 02:00:00",
     "minio": "*-*-* 03:00:00",
+    "files": "*-*-* 03:30:00",
     "prune": "Sun *-*-* 04:00:00",
     "restore-test": "*-*-01 05:00:00",
     "status": "*-*-* *:00:00",
 }
-JOB_UNITS = ("vault", "postgres", "minio", "prune", "restore-test")
+JOB_UNITS = ("vault", "postgres", "minio", "files", "prune", "restore-test")
 
 
 @pytest.fixture(scope="module")
@@ -151,28 +153,26 @@ def test_role_applied_twice_changes_nothing_the_second_time(host):
                          "/etc/offsite-backup/approle").stdout
     assert "/run/offsite-backup/secrets 10001 700" in listing and "/etc/offsite-backup/approle 10001 700" in listing
     timers = machine.sh("systemctl list-timers --all --no-legend 'offsite-backup-*'").stdout
-    for name in SCHEDULES:
+    for name in SCHEDULES.keys() - {"files"}:
         assert f"offsite-backup-{name}.timer" in timers, timers
+    assert "offsite-backup-files" not in timers  # no sources.files.paths: no unit failing every night
     assert machine.sh("systemctl is-enabled offsite-backup-postgres.timer").stdout.strip() == "enabled"
     next_runs = machine.sh("systemctl show -P NextElapseUSecRealtime offsite-backup-vault.timer").stdout.strip()
     assert next_runs and next_runs != "n/a"
 
 
-def runner(machine, settings, *args) -> str:
-    volumes = " ".join(f"-v {p}:{p}" for p in ("/run/podman/podman.sock", "/var/lib/offsite-backup",
-                                               "/var/cache/offsite-backup", "/run/offsite-backup/secrets"))
-    return machine.sh(f"podman run --rm --network host -e RUNNER_CONFIG=/etc/offsite-backup/runner.toml "
-                      f"-v /etc/offsite-backup:/etc/offsite-backup:ro {volumes} {settings.images.runner} "
-                      + " ".join(args), check=False).stdout
+def runner(machine, *args) -> str:
+    """The role's `runner` command: the runner image as the units run it."""
+    return machine.sh("runner " + " ".join(args), check=False).stdout
 
 
 def test_timer_service_backs_up_and_a_failure_runs_the_alert_unit(host, settings):
     machine, _ = host
     machine.write("/run/offsite-backup/secrets/restic-postgres.password", "end-to-end-password", "0400", "10001:10001")
-    runner(machine, settings, "repo", "init")
+    runner(machine, "repo", "init")
     machine.sh("systemctl start offsite-backup-postgres.service")
     assert machine.sh("systemctl show -P Result offsite-backup-postgres.service").stdout.strip() == "success"
-    [state] = json.loads(runner(machine, settings, "repo", "list", "--json"))
+    [state] = json.loads(runner(machine, "repo", "list", "--json"))
     assert state["state"] == "ok" and state["snapshots"] == 2  # the dump and its manifest
     history = machine.sh("sqlite3 /var/lib/offsite-backup/history.sqlite "
                          "\"SELECT kind, source, status FROM runs\"").stdout.split()
@@ -198,33 +198,3 @@ def test_ansible_lint_accepts_the_role():
     result = subprocess.run([lint, "--offline", "playbook.yml", "playbook-local.yml", "roles/backup"], cwd=ANSIBLE,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
-
-
-ROOTLESS_VARS = """
-backup_rootless: true
-backup_enable_agent: false
-backup_required_images: []
-backup_config: |
-  [destinations.local]
-  kind = "local"
-"""
-
-
-def test_rootless_role_installs_the_units_for_the_backup_user(systemd_image, tmp_path, settings):
-    machine = SystemdHost(settings, tmp_path, volumes={str(PROJECT_ROOT): "/opt/offsite-backup:ro"})
-    try:
-        machine.write("/root/vars.yml", ROOTLESS_VARS)
-        first, second = (machine.sh(PLAYBOOK, timeout=900) for _ in range(2))
-        assert recap(first)["changed"] > 0 and recap(second)["changed"] == 0, second.stdout[-3000:]
-        machine.sh("test -f /var/lib/systemd/linger/backup")
-        user = "systemctl --user -M backup@ --no-legend"
-        timers = machine.sh(f"{user} list-timers --all").stdout
-        assert all(f"offsite-backup-{name}.timer" in timers for name in SCHEDULES), timers
-        generated = machine.sh(f"{user} list-unit-files 'offsite-backup-*.service'").stdout
-        assert "offsite-backup-postgres.service" in generated and "generated" in generated, generated
-        dropin = machine.sh("cat /home/backup/.config/containers/systemd/"
-                            "offsite-backup-postgres.container.d/10-rootless.conf").stdout
-        assert "UserNS=keep-id" in dropin and "RUNNER_JOBS__USERNS=keep-id" in dropin
-        assert machine.sh("stat -c '%U %a' /run/offsite-backup/secrets").stdout.strip() == "backup 700"
-    finally:
-        machine.remove()

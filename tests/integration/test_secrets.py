@@ -20,6 +20,7 @@ from runner.settings import Settings
 from runner.sources.vault.backup import verify_snapshot
 from runner.workspace import job_dir
 from tests.integration.conftest import private_file, run_tools, write_config
+from tests.integration.nas import NasContainer, make_identity
 from tests.integration.services import S3, OpenBao, Postgres
 from tests.integration.test_sources import SAMPLE_DATABASES, fill_buckets
 
@@ -251,27 +252,55 @@ def test_missing_key_is_reported_by_the_agent_and_the_job_refuses(stack, tmp_pat
     assert str(credentials) in message
 
 
+def kit_commands(kit: str, destination: str, source: str) -> str:
+    """What the kit says to run for one source on one destination: the destination's set-up block (if it
+    has one), then the source's block, exactly as written in the kit."""
+    part = kit.split(f"## Destination `{destination}`", 1)[1].split("\n## ", 1)[0]
+    setup = part.split("\n### ", 1)[0]
+    section = part.split(f"### {source} on {destination}", 1)[1].split("\n### ", 1)[0]
+    return "".join(re.findall(r"```sh\n(.*?)```", setup + section, re.S))
+
+
 def test_recovery_kit_alone_restores_vault(stack, tmp_path):
+    """With Vault gone, the kit's own commands restore Vault's snapshot from the NAS and from the local
+    repository, in a container of the tools image (restic, ssh) that has neither Vault nor the runner."""
     settings, root = stack["settings"], stack["root"]
-    kit = root / "kit.md"
-    result = cli_run(settings, root, "recovery-kit", "--output", str(kit))
-    assert result.exit_code == 0, result.output
-    assert oct(kit.stat().st_mode & 0o777) == "0o400"
-    text = kit.read_text()
-    stop_quietly(stack["agent"])
-    stop_quietly(stack["bao"])  # from here on there is no Vault
-    with pytest.raises(requests.ConnectionError):
-        requests.get(stack["bao"].url + "/v1/sys/health", timeout=3)
-    section = text.split("### vault on local", 1)[1]
-    location = re.search(r"Location: (\S+)", section).group(1)
-    password = re.search(r"Password: (\S+)", section).group(1)
-    assert "KEEP THIS OFFLINE" in text and "Restore order" in text
-    workdir = job_dir(tmp_path / "recovery", settings)
-    private_file(workdir / "password", password, settings)
-    job_dir(workdir / "restore", settings)
-    listing = run_tools(settings, "restic", "-r", "/repo", "--password-file", "/work/password", "--no-cache",
-                        "snapshots", "--tag", "vault", "--json", mounts=(f"{location}:/repo", f"{workdir}:/work"))
-    assert len(json.loads(listing)) >= 1
-    run_tools(settings, "restic", "-r", "/repo", "--password-file", "/work/password", "--no-cache", "restore",
-              "latest", "--tag", "vault", "--target", "/work/restore", mounts=(f"{location}:/repo", f"{workdir}:/work"))
-    assert verify_snapshot(workdir / "restore" / "vault" / "vault-raft.snap")["Index"] > 0
+    identity = make_identity(tmp_path / "ssh", settings)
+    with NasContainer(settings, identity) as nas:
+        # the NAS's key and pinned host key where the agent renders them, as with `nas/nas` in Vault
+        private_file(settings.paths.secrets_dir / "nas-ssh-key", identity.private_key.read_text(), settings)
+        private_file(settings.paths.secrets_dir / "nas-known_hosts", nas.known_hosts_line(), settings)
+        with_nas = Settings(**{**settings.model_dump(), "destinations": {
+            **settings.model_dump()["destinations"],
+            "nas": {"kind": "nas", "host": nas.address, "connect_timeout": 3, "bandwidth_limit": 0}}})
+        assert cli_run(with_nas, root, "repo", "init", "--destination", "nas").exit_code == 0
+        backup = cli_run(with_nas, root, "exec", "backup", "vault", "--destination", "nas")
+        assert backup.exit_code == 0, backup.output
+        kit = root / "kit.md"
+        result = cli_run(with_nas, root, "recovery-kit", "--output", str(kit))
+        assert result.exit_code == 0, result.output
+        assert oct(kit.stat().st_mode & 0o777) == "0o400" and "mode 0400" in result.output
+        text = kit.read_text()
+        assert "KEEP THIS OFFLINE" in text and "Restore order" in text
+        assert identity.private_key.read_text().strip() in text  # the NAS key is in the kit
+        stop_quietly(stack["agent"])
+        stop_quietly(stack["bao"])  # from here on there is no Vault
+        with pytest.raises(requests.ConnectionError):
+            requests.get(stack["bao"].url + "/v1/sys/health", timeout=3)
+
+        for destination in ("nas", "local"):
+            workdir = job_dir(tmp_path / f"kit-{destination}", settings)
+            location = re.search(r"Location: (\S+)", text.split(f"### vault on {destination}", 1)[1]).group(1)
+            same_path = ["-v", f"{location}:{location}"] if destination == "local" else []
+            # a person with the kit and restic: the kit's commands, word for word, in an empty directory
+            run = subprocess.run(["podman", "run", "--rm", "-v", f"{workdir}:/kit", "-w", "/kit", *same_path,
+                                  settings.images.tools, "sh", "-euc", kit_commands(text, destination, "vault")],
+                                 capture_output=True, text=True, timeout=300)
+            assert run.returncode == 0, f"{destination}:\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}"
+            assert int(re.search(r"(\d+) snapshots", run.stdout).group(1)) >= 1, run.stdout
+            restored = workdir / "restore-vault" / "vault" / "vault-raft.snap"
+            assert verify_snapshot(restored)["Index"] > 0, destination
+    found = subprocess.run(["podman", "run", "--rm", settings.images.tools, "sh", "-c",
+                            "for name in vault bao runner; do command -v $name; done; true"],
+                           capture_output=True, text=True)
+    assert found.returncode == 0 and found.stdout == "", found.stdout  # neither Vault nor the runner in there

@@ -1,5 +1,6 @@
 """The container options a job gets, checked without Podman (the integration tests run them)."""
 
+import io
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,7 @@ import pytest
 from runner import engine, logs
 from runner.engine import JobError, JobSpec, Mount, container_options
 from runner.settings import Settings
+from runner.units import duration_text
 
 
 def options(spec, **settings):
@@ -221,3 +223,123 @@ def test_gc_and_list_keep_to_this_installation(monkeypatch):
                                                        "legacy-exited"}
     assert {c.name for c in job.leftovers()} == {"mine-exited", "legacy-exited"}
     assert {c.name for c in job.leftovers(include_running=True)} == {"mine-running", "mine-exited", "legacy-exited"}
+
+
+# What a person reads of a job: one line at INFO, progress in human units, the command only at DEBUG -------------
+
+BACKUP_OUTPUT = [
+    '{"message_type":"status","percent_done":0.43,"total_files":3,"files_done":1,"total_bytes":2362232013,'
+    '"bytes_done":1015759765,"seconds_remaining":80}',
+    '{"message_type":"status","percent_done":0.9,"total_bytes":2362232013,"bytes_done":2126008811}',
+    '{"message_type":"summary","files_new":3,"data_added":123000,"data_added_packed":123456,'
+    '"total_files_processed":3,"total_bytes_processed":2345678,"snapshot_id":"1a2b3c4d5e6f"}',
+]
+
+
+class RunningContainer:
+    """A job container that has already run: its output, its exit code."""
+
+    def __init__(self, stdout: list[str], stderr: list[str] = (), exit_code: int = 0, **options):
+        self.name, self.options = options["name"], options
+        self.output = {True: stdout, False: list(stderr)}
+        self.exit_code = exit_code
+
+    def start(self):
+        pass
+
+    def wait(self, condition, timeout):
+        return self.exit_code
+
+    def logs(self, stream, follow, stdout, stderr):
+        return iter([f"{line}\n".encode() for line in self.output[stdout]])
+
+    def remove(self, force, v):
+        pass
+
+
+@pytest.fixture
+def logged():
+    """What the runner logs from now on, as 'LEVEL message' lines (at DEBUG and above)."""
+    from loguru import logger
+
+    lines: list[str] = []
+    sink = logger.add(lambda message: lines.append(message.rstrip("\n")), level="DEBUG", format="{level} {message}")
+    yield lines
+    logger.remove(sink)
+
+
+def run_job(monkeypatch, spec, stdout, stderr=(), exit_code=0):
+    job = engine.Engine(Settings())
+    created = []
+    monkeypatch.setattr(job, "ping", lambda: None)
+    monkeypatch.setattr(job, "image_exists", lambda image: True)
+    monkeypatch.setattr(job.client.containers, "create", lambda **options: created.append(
+        RunningContainer(stdout, stderr, exit_code, **options)) or created[-1])
+    return job.run(spec), created[0]
+
+
+def test_a_job_is_one_line_at_info_with_outcome_duration_and_size(monkeypatch, logged):
+    from runner import restic
+
+    monkeypatch.setattr(engine, "PROGRESS_SECONDS", 0)  # every progress line is logged
+    spec = JobSpec(name="backup-files-local", argv=("restic", "--repo", "/repo", "backup", "--", "/data"),
+                   progress=restic.backup_progress)
+    result, container = run_job(monkeypatch, spec, BACKUP_OUTPUT)
+    info = [line for line in logged if not line.startswith("DEBUG")]
+    assert info == [
+        "INFO [backup-files-local] 43%: 968.7 MiB of 2.2 GiB read, about 1 min 20 s left",
+        "INFO [backup-files-local] 90%: 2.0 GiB of 2.2 GiB read",
+        f"INFO job backup-files-local: ok in {duration_text(result.duration)}, 2.2 MiB read, 120.6 KiB added",
+    ]
+    assert any(line.startswith("DEBUG job backup-files-local starting in offsite-backup-backup-files-local-")
+               and line.endswith(": restic --repo /repo backup -- /data") for line in logged)
+    # progress is not the job's output: the summary, which the backup is parsed from, is
+    assert result.stdout == BACKUP_OUTPUT[2:]
+    # restic prints its status lines only when told how often
+    assert container.options["environment"] == {"RESTIC_PROGRESS_FPS": "1"}
+
+
+def test_progress_reaches_the_log_at_most_every_progress_seconds(monkeypatch, logged):
+    from runner import restic
+
+    spec = JobSpec(name="restore-files-local", argv=("restic", "restore"), progress=restic.restore_progress)
+    output = ['{"message_type":"status","percent_done":0.5,"total_bytes":2048,"bytes_restored":1024}',
+              '{"message_type":"summary","total_files":1,"files_restored":1,"total_bytes":2048,"bytes_restored":2048}']
+    result, _ = run_job(monkeypatch, spec, output)
+    assert [line for line in logged if line.startswith("INFO")] == [
+        f"INFO job restore-files-local: ok in {duration_text(result.duration)}, 2.0 KiB restored"]
+
+
+def test_a_failed_job_is_one_warning_saying_how_it_ended(monkeypatch, logged):
+    spec = JobSpec(name="probe-files-local", argv=("restic", "cat", "config"))
+    stderr = ['{"message_type":"exit_error","code":10,"message":"Fatal: repository does not exist"}']
+    result, container = run_job(monkeypatch, spec, [], stderr, exit_code=10)
+    assert not result.ok and "RESTIC_PROGRESS_FPS" not in container.options["environment"]
+    assert [line for line in logged if not line.startswith("DEBUG")] == [
+        f"INFO [probe-files-local] {stderr[0]}",  # the job's own messages, at log.job_output
+        f"WARNING job probe-files-local: exited with code 10 after {duration_text(result.duration)}",
+    ]
+
+
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_a_bar_on_a_terminal_makes_way_for_log_lines_and_goes_at_the_end():
+    from runner.restic import Progress
+
+    terminal = Terminal()
+    bar = engine._Bar("backup-files-local", terminal)
+    bar.show(Progress("43%: 968.7 MiB of 2.2 GiB read", 0.43))
+    drawn = "\r\x1b[2Kbackup-files-local ██████████░░░░░░░░░░░░░░ 43%: 968.7 MiB of 2.2 GiB read"
+    assert terminal.getvalue() == drawn
+    with bar.cleared():
+        terminal.write("a log line\n")
+    assert terminal.getvalue() == drawn + "\r\x1b[2Ka log line\n" + drawn
+    bar.clear()
+    assert terminal.getvalue().endswith(drawn + "\r\x1b[2K")
+    # not a terminal: nothing drawn
+    plain = io.StringIO()
+    engine._Bar("x", plain).show(Progress("50%", 0.5))
+    assert plain.getvalue() == ""

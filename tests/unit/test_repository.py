@@ -9,6 +9,7 @@ from runner.destinations import Local, RepositoryAccess
 from runner.engine import JobResult
 from runner.repository import Repository, RepositoryError, SnapshotNotFound
 from runner.restic import Repository as ResticRepository
+from runner.restic import Snapshot
 from runner.results import Status
 from runner.settings import LocalDestination, Settings
 from tests.conftest import PROJECT_ROOT
@@ -129,3 +130,37 @@ def test_only_the_repository_handle_parses_restic_output():
         if parsing:
             offenders.append(f"{path.relative_to(PROJECT_ROOT)}: {', '.join(parsing)}")
     assert offenders == []
+
+
+def test_a_restore_gets_the_snapshot_meant_or_none(tmp_path):
+    listing = f"[{SNAPSHOT % (1, 'abcd1111')},{SNAPSHOT % (2, 'abcd2222')},{SNAPSHOT % (3, 'ffff3333')}]"
+    repository = handle(StubEngine(*[(0, [listing])] * 4), tmp_path)
+    assert repository.pick("vault", "abcd2").id == "abcd2222"
+    assert repository.pick("vault").id == "ffff3333"
+    with pytest.raises(RepositoryError, match="abcd is ambiguous in .*: 2 vault snapshots start with it "
+                                              r"\(abcd1111 of 2026-11-01T01:00:00, abcd2222 of"):
+        repository.pick("vault", "abcd")
+
+
+def test_one_file_is_dumped_to_the_work_directory_and_a_missing_one_fails(tmp_path):
+    missing = '{"message_type":"exit_error","code":1,"message":"Fatal: cannot dump file: path \\"/x\\" not found"}'
+    repository = handle(StubEngine((0, []), (1, [missing])), tmp_path)
+    snapshot = Snapshot("abcd1234", "2026-11-30T02:00:00Z")
+    assert repository.dump(snapshot, "/sidecar/postgres-manifest.json", tmp_path / "work") \
+        == tmp_path / "work" / "postgres-manifest.json"
+    job = repository.engine.jobs[0]
+    assert job.argv[:4] == ("sh", "-c", 'exec "$@" > "$0"', "/dumped/postgres-manifest.json")
+    assert job.argv[-3:] == ("dump", "abcd1234", "/sidecar/postgres-manifest.json")
+    assert any(m.source == tmp_path / "work" and not m.read_only for m in job.mounts)
+    with pytest.raises(RepositoryError, match="not found"):
+        repository.dump(snapshot, "/x", tmp_path / "work")
+
+
+def test_only_the_included_paths_are_restored(tmp_path):
+    repository = handle(StubEngine((0, [])), tmp_path)
+    repository.restore_only(Snapshot("abcd1234", "t"), tmp_path / "target", ["/minio/manifest.json", "/minio/x*"])
+    argv = repository.engine.jobs[0].argv
+    assert argv[argv.index("restore"):] == ("restore", "abcd1234", "--target", "/restore", "--include",
+                                            "/minio/manifest.json", "--include", "/minio/x*")
+    with pytest.raises(ValueError):
+        repository.restore_only(Snapshot("abcd1234", "t"), tmp_path / "target", [])

@@ -106,8 +106,38 @@ def test_parse_snapshot_listing():
 
 def test_restore_progress_lines():
     line = '{"message_type":"status","percent_done":0.5,"total_bytes":200,"bytes_restored":100}'
-    assert restic.restore_progress(line) == "50% restored (100 of 200 bytes)"
+    assert restic.restore_progress(line) == "50%: 100 B of 200 B restored"
     assert restic.restore_progress('{"message_type":"summary"}') is None
+
+
+def test_backup_progress_in_human_units():
+    status = ('{"message_type":"status","seconds_elapsed":60,"seconds_remaining":4980,"percent_done":0.0123,'
+              '"total_files":120,"files_done":3,"total_bytes":3221225472,"bytes_done":39621017,'
+              '"current_files":["/data/big.bin"]}')
+    progress = restic.backup_progress(status)
+    assert progress == "1%: 37.8 MiB of 3.0 GiB read, about 1 h 23 min left"
+    assert progress.fraction == 0.0123 and not progress.final
+    # a command's output (PostgreSQL's dump): restic knows no total, and its time left is nonsense
+    dump = ('{"message_type":"status","seconds_elapsed":3,"seconds_remaining":191732119065,"percent_done":0,'
+            '"total_files":1,"bytes_done":288634303,"current_files":["/dump.sql"]}')
+    assert restic.backup_progress(dump) == "275.3 MiB read" and restic.backup_progress(dump).fraction is None
+    # still scanning: no total yet, no time left known
+    assert restic.backup_progress('{"message_type":"status","percent_done":0}') == "0 B read"
+
+
+def test_backup_summary_is_what_the_job_read_and_added():
+    summary = ('{"message_type":"summary","files_new":1,"data_added":300013797,"data_added_packed":126470,'
+               '"total_files_processed":1,"total_bytes_processed":2345678,"snapshot_id":"ca53eabd"}')
+    said = restic.backup_progress(summary)
+    assert said == "2.2 MiB read, 123.5 KiB added" and said.final
+    assert restic.backup_progress('{"message_type":"error","error":{"message":"denied"}}') is None
+    assert restic.backup_progress("not json") is None
+
+
+def test_restore_summary_is_what_the_job_restored():
+    said = restic.restore_progress('{"message_type":"summary","total_files":3,"files_restored":3,'
+                                   '"total_bytes":300000000,"bytes_restored":300000000}')
+    assert said == "286.1 MiB restored" and said.final and said.fraction == 1.0
 
 
 
@@ -169,3 +199,34 @@ def test_ls_lists_nodes_after_the_snapshot_line():
     nodes = restic.parse_ls([SNAPSHOT, '{"name":"a","type":"file","path":"/data/a","size":3,"message_type":"node"}',
                              '{"name":"l","type":"symlink","path":"/data/l","message_type":"node"}'])
     assert nodes == [restic.Node("/data/a", "file", 3), restic.Node("/data/l", "symlink", None)]
+
+
+# Browsing: sizes in the snapshot list, one file, only some paths --------------------------------------
+
+SNAPSHOT_WITH_SUMMARY = ('{"time":"2026-11-30T02:00:01.5Z","tree":"t","paths":["/minio"],"tags":["minio"],'
+                         '"id":"4060433d15fae0bd","short_id":"4060433d","summary":{"files_new":8,'
+                         '"total_files_processed":8,"total_bytes_processed":17}}')
+
+
+def test_a_snapshot_carries_the_size_its_backup_read_when_restic_recorded_it():
+    old = '{"time":"2026-11-29T02:00:00Z","tree":"t","id":"aaaa"}'  # restic < 0.17: no summary
+    listed = restic.parse_snapshots([f"[{SNAPSHOT_WITH_SUMMARY},{old}]"])
+    assert [(s.short_id, s.size) for s in listed] == [("4060433d", 17), ("aaaa", None)]
+
+
+def test_a_summary_without_its_size_is_unreadable_not_unknown():
+    broken = SNAPSHOT_WITH_SUMMARY.replace('"total_bytes_processed":17', '"total_bytes_processed":"17"')
+    with pytest.raises(OutputError, match="snapshot summary: 'total_bytes_processed'"):
+        restic.parse_snapshots([f"[{broken}]"])
+
+
+def test_include_patterns_match_names_literally():
+    assert restic.include_pattern("/minio/objects/photos") == "/minio/objects/photos"
+    assert restic.include_pattern("/minio/objects/we[ir]d*/x?", prefix=True) == r"/minio/objects/we\[ir]d\*/x\?*"
+    assert restic.include_pattern("/data/a\\b") == "/data/a\\\\b"
+
+
+def test_dump_reads_one_file_without_a_lock(repo):
+    argv = restic.dump(repo, "4060433d", "/sidecar/postgres-manifest.json")
+    assert argv[-3:] == ["dump", "4060433d", "/sidecar/postgres-manifest.json"]
+    assert "--no-lock" in argv and PASSWORD not in " ".join(argv)

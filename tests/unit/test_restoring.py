@@ -3,7 +3,7 @@ import subprocess
 
 import pytest
 
-from runner.restoring import RestoreError, put_in_place, refuse_non_empty
+from runner.restoring import Phases, RestoreError, put_in_place, refuse_non_empty
 from runner.sources.postgres.restore import DumpPlan, aside_names, dump_plan, staged_feed
 
 
@@ -164,3 +164,34 @@ def test_databases_moved_aside_get_a_free_name_that_fits_an_identifier():
     assert len(names["x" * 63].encode()) == 63 and names["x" * 63].endswith("_before_restore_20261130_052700")
     with pytest.raises(RestoreError, match="already taken; nothing was changed"):
         aside_names(["shop"], {"shop", "shop_before_restore_20261130_052700"}, "20261130_052700")
+
+
+# Browsing: which snapshots passed a restore test ---------------------------------------------------------
+
+
+def test_the_snapshots_a_restore_test_passed_on_come_from_the_history(tmp_path):
+    from datetime import UTC, datetime
+
+    from runner.monitoring.history import open_history
+    from runner.restoring import passed_tests
+    from runner.results import RunResult, Status
+    from runner.settings import Settings
+
+    settings = Settings(paths={"state_dir": tmp_path, "staging_dir": tmp_path, "cache_dir": tmp_path,
+                               "secrets_dir": tmp_path})
+    history = open_history(tmp_path)
+    at = [datetime(2026, 11, day, 3, tzinfo=UTC) for day in (1, 2, 3)]
+    history.record("restore-test", RunResult("postgres", "local", Status.OK, "", "aaaa"), ended_at=at[0])
+    history.record("restore-test", RunResult("postgres", "local", Status.OK, "", "aaaa"), ended_at=at[1])
+    history.record("restore-test", RunResult("postgres", "nas", Status.RESTORE_MISMATCH, "", "bbbb"), ended_at=at[2])
+    history.record("backup", RunResult("postgres", "local", Status.OK, "", "cccc"), ended_at=at[2])
+    assert passed_tests(settings) == {("postgres", "local", "aaaa"): "2026-11-02T03:00:00+00:00"}
+    (tmp_path / "history.sqlite").write_bytes(b"not a database")
+    with pytest.raises(RestoreError, match="the run history cannot be read"):
+        passed_tests(settings)
+
+
+def test_the_phases_are_logged_in_human_units():
+    phases = Phases()
+    phases.seconds.update({"fetch": 12.0, "load": 63.4, "verify": 0.52})
+    assert phases.text() == "fetch 12 s, load 1 min 3 s, verify 0.5 s"

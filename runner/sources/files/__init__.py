@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from runner.secrets.files import SecretFile
 from runner.settings import Settings
-from runner.sources.files.backup import NAME, preflight, prepare, verify
+from runner.sources.files.backup import NAME, plan, preflight, prepare, verify
+from runner.sources.files.contents import show_snapshot
 from runner.sources.files.restore import RESTORE_OPTIONS, restore
 from runner.sources.files.restore_test import restore_test
 
 TITLE = "plain files"
 
-__all__ = ["NAME", "RESTORE_OPTIONS", "TITLE", "is_enabled", "preflight", "prepare", "restore", "restore_test",
-           "secret_files", "verify"]
+__all__ = ["NAME", "RESTORE_OPTIONS", "TITLE", "is_enabled", "plan", "preflight", "prepare", "restore", "restore_test",
+           "secret_files", "show_snapshot", "verify"]
 
 
 def is_enabled(settings: Settings) -> bool:

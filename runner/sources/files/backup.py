@@ -26,6 +26,13 @@ def preflight(settings: Settings, engine: Engine) -> None:
         raise SourceError(f"sources.files.paths: {', '.join(missing)} do(es) not exist")
 
 
+def plan(settings: Settings, engine: Engine) -> str:
+    """What a backup would read (for `exec backup --dry-run`)."""
+    config = settings.sources.files
+    excluded = f", excluding {', '.join(config.excludes)}" if config.excludes else ""
+    return f"{', '.join(map(str, config.paths))} as they are{excluded}"
+
+
 @contextmanager
 def prepare(settings: Settings, engine: Engine) -> Iterator[Payload]:
     paths = settings.sources.files.paths

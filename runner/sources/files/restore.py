@@ -1,33 +1,58 @@
 """`runner restore files`: the latest (or a chosen) snapshot of the plain files restored to a
-directory, each under its original absolute path; nothing is written over the originals. A forced
-restore into a directory holding files moves those aside first (see put_in_place)."""
+directory, each under its original absolute path; nothing is written over the originals. With --path,
+only that file or directory (only it is fetched). A forced restore into a directory holding files moves
+those aside first (see put_in_place)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+from pathlib import Path, PurePosixPath
 
 import click
 
-from runner.restoring import RestoreRequest, fetched, put_in_place, refuse_non_empty
+from runner import restic
+from runner.restoring import RestoreError, RestoreRequest, fetched, put_in_place, refuse_non_empty
 from runner.sources.files.backup import NAME, ROOT
 
 RESTORE_OPTIONS = [
     click.Option(["--to-dir", "target"], required=True, type=click.Path(path_type=Path, file_okay=False),
                  help="Directory to restore into: a file once at /etc/app.conf comes back as DIR/etc/app.conf."),
+    click.Option(["--path", "path"], help="Only this file or directory, named by its original absolute path (e.g. "
+                                          "/etc/app or /etc/app.conf; `runner snapshots show ID` lists them). It "
+                                          "comes back under DIR at that path, and nothing else with it."),
 ]
+
+
+def chosen_path(path: str) -> str:
+    """--path as the absolute path it names ('/etc/app/' -> '/etc/app'); RestoreError when it is not one."""
+    if not path.startswith("/"):
+        raise RestoreError(f"--path {path!r}: give the file's original absolute path, e.g. /etc/app.conf")
+    return str(PurePosixPath(os.path.normpath(path)))
 
 
 def restore(request: RestoreRequest) -> str:
     """Restore the plain files (sources.files.paths) into a directory, each under its original
-    absolute path, so that nothing is overwritten: copy back what you need from there."""
+    absolute path, so that nothing is overwritten: copy back what you need from there. With --path,
+    only that file or directory."""
     target: Path = request.options["target"]
+    path = chosen_path(request.options["path"]) if request.options.get("path") else None
     refuse_non_empty(target, request.force)
     beside_target = target.parent / f".{target.name}.partial"  # moved into place, not copied
-    with fetched(request, NAME, beside_target) as (snapshot, work):
+    includes = [restic.include_pattern(ROOT + path)] if path else []
+    with fetched(request, NAME, beside_target, includes) as (snapshot, work):
         restored = work / ROOT.lstrip("/")
-        files = sum(1 for path in restored.rglob("*") if path.is_file())
+        wanted = restored / path.lstrip("/") if path else restored
+        if not os.path.lexists(wanted):
+            held = ", ".join(held.removeprefix(ROOT) for held in snapshot.paths)
+            raise RestoreError(f"{path} is not in files snapshot {snapshot.short_id} (it holds {held}); "
+                               f"`runner snapshots show {snapshot.short_id} --source files` lists its tree")
+        tree = wanted.is_dir() and not wanted.is_symlink()
+        files = sum(1 for each in wanted.rglob("*") if each.is_file() and not each.is_symlink()) if tree else 1
         aside = put_in_place(restored, target)
     moved = f"The previous contents of {target} were moved to {aside} (nothing was deleted).\n" if aside else ""
-    return (f"restored files snapshot {snapshot.short_id} of {snapshot.time[:19]} to {target}: {files} files, each "
-            f"under its original path ({', '.join(path.removeprefix(ROOT) for path in snapshot.paths)}).\n{moved}"
+    what = (f"{path} ({files} files)" if path
+            else f"{files} files, each under its original path "
+                 f"({', '.join(held.removeprefix(ROOT) for held in snapshot.paths)})")
+    where = f"{target / path.lstrip('/')}" if path else str(target)
+    return (f"restored files snapshot {snapshot.short_id} of {snapshot.time[:19]} to {where}: {what}.\n{moved}"
             "Next: compare them with what is on the server and copy back what is missing or damaged.")

@@ -9,17 +9,19 @@ from runner.settings import Settings
 from runner.sources.minio.backup import (
     NAME,
     credentials_file,
+    plan,
     preflight,
     prepare,
     verify,
 )
+from runner.sources.minio.contents import show_snapshot
 from runner.sources.minio.restore import RESTORE_OPTIONS, restore
 from runner.sources.minio.restore_test import restore_test
 
 TITLE = "MinIO"
 
-__all__ = ["NAME", "RESTORE_OPTIONS", "TITLE", "is_enabled", "preflight", "prepare", "restore", "restore_test",
-           "secret_files", "verify"]
+__all__ = ["NAME", "RESTORE_OPTIONS", "TITLE", "is_enabled", "plan", "preflight", "prepare", "restore", "restore_test",
+           "secret_files", "show_snapshot", "verify"]
 
 
 def is_enabled(settings: Settings) -> bool:

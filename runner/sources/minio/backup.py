@@ -108,6 +108,18 @@ def preflight(settings: Settings, engine: Engine) -> None:
         raise SourceError(f"sources.minio.buckets: {', '.join(missing)} not found at {settings.sources.minio.endpoint}")
 
 
+def plan(settings: Settings, engine: Engine) -> str:
+    """What a backup would read (for `exec backup --dry-run`): the buckets, and those left out."""
+    config = settings.sources.minio
+    found = sorted(list_buckets(settings, engine))
+    chosen = config.buckets or found
+    left_out = sorted(set(found) - set(chosen))
+    excluded = f", excluding {', '.join(config.excludes)}" if config.excludes else ""
+    uncovered = f"; not backed up: {', '.join(left_out)}" if left_out else ""
+    return (f"buckets {', '.join(chosen) or '(none yet)'} at {config.endpoint}{excluded}, mirrored into "
+            f"{mirror_dir(settings)}{uncovered}")
+
+
 def list_buckets(settings: Settings, engine: Engine) -> list[str]:
     result = engine.run(rclone_job(settings, "minio-buckets", ["rclone", "lsjson", "--dirs-only", f"{REMOTE}:"]))
     if not result.ok:

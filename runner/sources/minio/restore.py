@@ -1,7 +1,10 @@
 """`runner restore minio`: every object of the mirror and the manifest of their content types and
 metadata, restored to a directory; with --endpoint, uploaded into an S3 server too, with exactly the
 recorded content types, headers and user metadata, and the folder markers recreated. An S3 server
-whose buckets to be written already hold objects is refused unless forced."""
+whose buckets to be written already hold objects is refused unless forced.
+
+With --bucket (and --prefix), only that bucket's objects (under that key prefix) are fetched, checked
+against the manifest, written with a manifest of just them, and uploaded."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from typing import Any
 
 import click
 
-from runner import rclone
+from runner import rclone, restic
 from runner.engine import Engine, JobError, JobSpec, Mount
 from runner.restoring import (
     RestoreError,
@@ -29,8 +32,9 @@ from runner.sources.minio.backup import (
     OBJECTS,
     credentials_file,
     s3_remote,
+    sha256_of,
 )
-from runner.workspace import job_dir
+from runner.workspace import job_dir, write_atomically
 
 RESTORE_OPTIONS = [
     click.Option(["--to-dir", "target"], required=True, type=click.Path(path_type=Path, file_okay=False),
@@ -41,6 +45,11 @@ RESTORE_OPTIONS = [
     click.Option(["--credentials-file"], type=click.Path(path_type=Path, dir_okay=False, exists=True),
                  help="Access keys for --endpoint (AWS shared-credentials format; default: sources.minio's)."),
     click.Option(["--network"], help="Podman network to reach --endpoint on (default: sources.minio.network)."),
+    click.Option(["--bucket"], help="Only this bucket: its objects and folder markers, with a manifest of just them "
+                                    "(only they are fetched); with --endpoint, only this bucket is checked for "
+                                    "objects and written to."),
+    click.Option(["--prefix"], help="With --bucket: only the objects whose key starts with this (e.g. 2024/ or "
+                                    "invoices/2024-)."),
 ]
 
 S3_STEP = ("python3", "-m", "runner.sources.minio.s3")  # runner/sources/minio/s3.py, in the runner image
@@ -53,6 +62,49 @@ def read_manifest(restored: Path) -> dict[str, Any]:
     except (OSError, ValueError) as error:
         raise RestoreError(f"the snapshot's {MANIFEST} cannot be read: {error}") from None
     return manifest
+
+
+def selected(manifest: dict[str, Any], bucket: str, prefix: str) -> dict[str, Any]:
+    """The manifest of one bucket's objects whose key starts with `prefix` (and of its folder markers and
+    unsaved objects there); RestoreError when the snapshot has no such bucket, or nothing under the prefix."""
+    if bucket not in manifest_buckets(manifest):
+        raise RestoreError(f"the snapshot has no bucket {bucket!r} (it has: {', '.join(manifest_buckets(manifest))})")
+    start = f"{bucket}/{prefix}"
+    objects = {path: entry for path, entry in manifest["objects"].items() if path.startswith(start)}
+    markers = [marker for marker in manifest.get("folder_markers") or [] if marker.startswith(start)]
+    if prefix and not objects and not markers:
+        raise RestoreError(f"bucket {bucket} holds no object whose key starts with {prefix!r} in this snapshot "
+                           f"(`runner snapshots show ID --prefix {bucket}/` lists its objects)")
+    unsaved = {path: why for path, why in (manifest.get("unsaved") or {}).items() if path.startswith(start)}
+    figures = {"objects": len(objects), "bytes": sum(entry["size"] for entry in objects.values())}
+    return {**manifest, "buckets": {bucket: figures}, "objects": objects, "folder_markers": markers, "unsaved": unsaved,
+            "selected": {"bucket": bucket, "prefix": prefix}}
+
+
+def selection_patterns(bucket: str, prefix: str) -> list[str]:
+    """What restic restores of a snapshot for one bucket (under a key prefix): those objects and the manifest."""
+    objects = f"{INSIDE}/{OBJECTS}/{bucket}"
+    chosen = restic.include_pattern(f"{objects}/{prefix}", prefix=True) if prefix else restic.include_pattern(objects)
+    return [restic.include_pattern(f"{INSIDE}/{MANIFEST}"), chosen]
+
+
+def compare_objects(manifest: dict[str, Any], objects: Path) -> list[str]:
+    """Every object of the manifest restored with its size and SHA-256, and nothing else."""
+    differences = []
+    present = {str(p.relative_to(objects)) for p in objects.rglob("*") if p.is_file()} if objects.exists() else set()
+    for path, entry in manifest["objects"].items():
+        file = objects / path
+        if path not in present:
+            differences.append(f"{path} is missing")
+        elif file.stat().st_size != entry["size"]:
+            differences.append(f"{path} has {file.stat().st_size} bytes, the backup had {entry['size']}")
+        elif sha256_of(file) != entry["sha256"]:
+            differences.append(f"{path}: content differs from the backup")
+        elif entry.get("content_type") is None or "metadata" not in entry:
+            differences.append(f"{path}: the manifest lost its content type or metadata")
+    differences += [f"{path} is in the snapshot but not in its manifest"
+                    for path in sorted(present - manifest["objects"].keys())]
+    return differences
 
 
 def manifest_buckets(manifest: dict[str, Any]) -> list[str]:
@@ -135,22 +187,33 @@ def upload_objects(settings: Settings, engine: Engine, restored: Path, endpoint:
 def restore(request: RestoreRequest) -> str:
     """Restore the MinIO mirror: every object, and the manifest of their content types and metadata;
     with --endpoint, upload them back into an S3 server too (refused where its buckets already hold
-    objects, unless --force)."""
+    objects, unless --force). With --bucket (and --prefix), only those objects."""
     settings, options = request.settings, request.options
     target: Path = options["target"]
     endpoint: str | None = options["endpoint"]
+    bucket, prefix = options.get("bucket"), options.get("prefix") or ""
+    if prefix and not bucket:
+        raise RestoreError("--prefix needs --bucket: the key prefix is looked for in one bucket")
     refuse_non_empty(target, request.force)
     beside_target = target.parent / f".{target.name}.partial"  # moved into place, not copied
-    with fetched(request, NAME, beside_target) as (snapshot, work):
+    includes = selection_patterns(bucket, prefix) if bucket else []
+    with fetched(request, NAME, beside_target, includes) as (snapshot, work):
         restored = work / INSIDE.lstrip("/")
         manifest = read_manifest(restored)
+        if bucket:
+            manifest = selected(manifest, bucket, prefix)
+            differences = compare_objects(manifest, restored / OBJECTS)
+            if differences:
+                raise RestoreError(f"the restored objects do not match the snapshot's manifest: "
+                                   f"{'; '.join(differences[:SHOWN])}; nothing was put in place or uploaded")
+            write_atomically(restored / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
         if endpoint:
             credentials = options["credentials_file"] or credentials_file(settings)
             network = options["network"] or settings.sources.minio.network
             held = occupied_buckets(settings, request.engine, manifest, endpoint, credentials, network,
                                     work / "check")
             if held and not request.force:
-                examples = ", ".join(f"{bucket} (e.g. {key})" for bucket, key in sorted(held.items()))
+                examples = ", ".join(f"{name} (e.g. {key})" for name, key in sorted(held.items()))
                 raise RestoreError(f"the S3 server at {endpoint} already holds objects in the buckets to be written: "
                                    f"{examples}; nothing was uploaded. Use --force to upload anyway (objects of the "
                                    "same name are replaced, the others are left as they are)")
@@ -160,13 +223,15 @@ def restore(request: RestoreRequest) -> str:
     markers = manifest.get("folder_markers") or []
     moved = f"The previous contents of {target} were moved to {aside} (nothing was deleted)" if aside else ""
     notes = [note for note in (unsaved_note(manifest), moved) if note]
+    chosen = (f" (bucket {bucket}" + (f", keys starting with {prefix}" if prefix else "")
+              + f": {len(manifest['objects'])} objects)") if bucket else ""
     if endpoint:
-        done = (f"restored MinIO snapshot {snapshot.short_id} of {snapshot.time[:19]}: {uploaded} objects uploaded "
-                f"to {endpoint} with their content types and metadata, {len(markers)} folder markers recreated "
-                f"(a copy is in {target})")
+        done = (f"restored MinIO snapshot {snapshot.short_id} of {snapshot.time[:19]}{chosen}: {uploaded} objects "
+                f"uploaded to {endpoint} with their content types and metadata, {len(markers)} folder markers "
+                f"recreated (a copy is in {target})")
         step = "Next: check a few objects through the applications; then restore plain files, if any."
     else:
-        done = (f"restored MinIO snapshot {snapshot.short_id} of {snapshot.time[:19]} to {target}: objects in "
+        done = (f"restored MinIO snapshot {snapshot.short_id} of {snapshot.time[:19]}{chosen} to {target}: objects in "
                 f"{target / OBJECTS}/<bucket>/<key>, their content types and metadata in {target / MANIFEST}"
                 + (f", and {len(markers)} folder markers (empty objects named <folder>/) listed there" if markers
                    else ""))

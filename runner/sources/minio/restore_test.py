@@ -13,8 +13,8 @@ from typing import Any
 from runner.engine import Engine, Mount
 from runner.restoring import Mismatch, RestoreError, Trial, Verified
 from runner.settings import Settings
-from runner.sources.minio.backup import INSIDE, MANIFEST, NAME, OBJECTS, SERVER_SET, empty_folders, sha256_of
-from runner.sources.minio.restore import target_config, target_job, unsaved_note, upload_objects
+from runner.sources.minio.backup import INSIDE, MANIFEST, NAME, OBJECTS, SERVER_SET, empty_folders
+from runner.sources.minio.restore import compare_objects, target_config, target_job, unsaved_note, upload_objects
 from runner.workspace import hand_to_job_user, job_dir
 
 
@@ -104,22 +104,4 @@ def compare_through_s3(manifest: dict[str, Any], listing: list[dict[str, Any]]) 
     markers, recorded = set(empty_folders(listing)), set(manifest.get("folder_markers") or [])
     differences += [f"folder marker {marker} is missing" for marker in sorted(recorded - markers)]
     differences += [f"{marker}: an empty folder the backup did not have" for marker in sorted(markers - recorded)]
-    return differences
-
-
-def compare_objects(manifest: dict[str, Any], objects: Path) -> list[str]:
-    differences = []
-    present = {str(p.relative_to(objects)) for p in objects.rglob("*") if p.is_file()} if objects.exists() else set()
-    for path, entry in manifest["objects"].items():
-        file = objects / path
-        if path not in present:
-            differences.append(f"{path} is missing")
-        elif file.stat().st_size != entry["size"]:
-            differences.append(f"{path} has {file.stat().st_size} bytes, the backup had {entry['size']}")
-        elif sha256_of(file) != entry["sha256"]:
-            differences.append(f"{path}: content differs from the backup")
-        elif entry.get("content_type") is None or "metadata" not in entry:
-            differences.append(f"{path}: the manifest lost its content type or metadata")
-    differences += [f"{path} is in the snapshot but not in its manifest"
-                    for path in sorted(present - manifest["objects"].keys())]
     return differences

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from runner.secrets.files import SecretFile, kv_value
 from runner.settings import Settings
-from runner.sources.postgres.backup import NAME, pgpass_file, preflight, prepare, verify
+from runner.sources.postgres.backup import NAME, pgpass_file, plan, preflight, prepare, verify
+from runner.sources.postgres.contents import show_snapshot
 from runner.sources.postgres.restore import RESTORE_OPTIONS, restore
 from runner.sources.postgres.restore_test import restore_test
 
 TITLE = "PostgreSQL"
 
-__all__ = ["NAME", "RESTORE_OPTIONS", "TITLE", "is_enabled", "preflight", "prepare", "restore", "restore_test",
-           "secret_files", "verify"]
+__all__ = ["NAME", "RESTORE_OPTIONS", "TITLE", "is_enabled", "plan", "preflight", "prepare", "restore", "restore_test",
+           "secret_files", "show_snapshot", "verify"]
 
 # pgpass needs ':' and '\' escaped in the password
 _PGPASS_PASSWORD = '{{ .Data.data.password | replaceAll "\\\\" "\\\\\\\\" | replaceAll ":" "\\\\:" }}'

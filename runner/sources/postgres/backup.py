@@ -116,6 +116,17 @@ def preflight(settings: Settings, engine: Engine) -> None:
                               "connections: " + " ".join(probe.output_tail[-3:]))
 
 
+def plan(settings: Settings, engine: Engine) -> str:
+    """What a backup would read (for `exec backup --dry-run`)."""
+    config = settings.sources.postgres
+    if config.mode == "exec":
+        return (f"pg_dumpall in container {config.container} (as {config.exec_user}), streamed to restic "
+                "through a pipe in staging")
+    network, host = endpoint(settings, server(settings, engine))
+    return (f"pg_dumpall of {host}:{config.port} as {config.user} on network {network}, streamed to restic "
+            "(nothing staged)")
+
+
 @contextmanager
 def prepare(settings: Settings, engine: Engine) -> Iterator[Payload]:
     config = settings.sources.postgres

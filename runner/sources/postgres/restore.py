@@ -33,6 +33,14 @@ from runner.sources.postgres.backup import DUMP_FILENAME, NAME, PGPASS, pgpass_f
 from runner.workspace import job_dir
 
 RESTORE_OPTIONS = [
+    click.Option(["--database"], help="Only this database, with the roles it needs (created where they do not exist; "
+                                      "existing roles are left as they are); the server's other databases are not "
+                                      "touched. Refused when the database exists, unless --force (which renames it "
+                                      "aside) or --as."),
+    click.Option(["--as", "as_name"], metavar="NEW_NAME", help="With --database: load (or write) it under this name."),
+    click.Option(["--to-file"], type=click.Path(path_type=Path, dir_okay=False),
+                 help="With --database: write its SQL, roles included, to this file (mode 0600) instead of loading "
+                      "it; no server is needed."),
     click.Option(["--container"], help="Podman container running the PostgreSQL to restore into."),
     click.Option(["--host"], help="Or: host name or address of the server ..."),
     click.Option(["--network"], help="... and the Podman network it is reached on."),
@@ -46,12 +54,12 @@ BUILT_IN = ("postgres", "template0", "template1")
 NAME_LIMIT = 63  # bytes in a PostgreSQL identifier
 SEPARATOR = "\x1f"
 # pg_dumpall's plain format, as far as a staged load needs to read it
-_IDENTIFIER = rb'(?:"(?:[^"]|"")+"|[^\s."(;]+)'
+IDENTIFIER = rb'(?:"(?:[^"]|"")+"|[^\s."(;]+)'
 SECTION = re.compile(rb'^-- Database "(.*)" dump$')
 CLUSTER_END = b"-- PostgreSQL database cluster dump complete"
-CREATE_ROLE = re.compile(rb"^CREATE ROLE (" + _IDENTIFIER + rb");$")
-CREATE_DATABASE = re.compile(rb"^CREATE DATABASE (" + _IDENTIFIER + rb")[ ;]")
-CREATE_TABLE = re.compile(rb"^CREATE (?:UNLOGGED |FOREIGN )?TABLE (" + _IDENTIFIER + rb"\." + _IDENTIFIER + rb")")
+CREATE_ROLE = re.compile(rb"^CREATE ROLE (" + IDENTIFIER + rb");$")
+CREATE_DATABASE = re.compile(rb"^CREATE DATABASE (" + IDENTIFIER + rb")[ ;]")
+CREATE_TABLE = re.compile(rb"^CREATE (?:UNLOGGED |FOREIGN )?TABLE (" + IDENTIFIER + rb"\." + IDENTIFIER + rb")")
 CONNECT_POSTGRES = re.compile(rb"""^\\connect (?:postgres|-reuse-previous=on "dbname='postgres'")$""")
 COPY = re.compile(rb"^COPY\s.+\sFROM stdin;$")
 END_OF_COPY = b"\\."
@@ -74,7 +82,7 @@ class ServerState:
     postgres_tables: frozenset[str]  # in the `postgres` database, named as pg_dump names them
 
 
-def _name(quoted: bytes) -> str:
+def unquoted(quoted: bytes) -> str:
     text = quoted.decode("utf-8", "replace")
     return text[1:-1].replace('""', '"') if text.startswith('"') else text
 
@@ -101,9 +109,9 @@ def dump_plan(dump: Path) -> DumpPlan:
             elif COPY.match(line):
                 in_copy = True
             elif (role := CREATE_ROLE.match(line)) and section is None:
-                roles[_name(role.group(1))] = number
+                roles[unquoted(role.group(1))] = number
             elif database := CREATE_DATABASE.match(line):
-                databases.append(_name(database.group(1)))
+                databases.append(unquoted(database.group(1)))
             elif section == b"postgres" and CONNECT_POSTGRES.match(line):
                 connect = number
             elif section == b"postgres" and (table := CREATE_TABLE.match(line)):
@@ -161,7 +169,7 @@ def load_dump(settings: Settings, engine: Engine, dump: Path, host: str, port: i
     return result.ok, " ".join(line for line in result.output_tail[-4:] if line.strip())
 
 
-def _run_psql(engine: Engine, server: Server, name: str, *args: str, mounts: tuple[Mount, ...] = (),
+def run_psql(engine: Engine, server: Server, name: str, *args: str, mounts: tuple[Mount, ...] = (),
               check: bool = True) -> list[str]:
     credentials, env = _credentials(server.pgpass)
     result = engine.run(JobSpec(name=name, networks=server.networks, mounts=(*credentials, *mounts), env=env,
@@ -179,7 +187,7 @@ def server_state(engine: Engine, server: Server) -> ServerState:
              "UNION ALL SELECT 'role', rolname, 0 FROM pg_roles "
              "UNION ALL SELECT 'table', quote_ident(schemaname) || '.' || quote_ident(tablename), 0 FROM pg_tables "
              "WHERE schemaname NOT IN ('pg_catalog', 'information_schema')")
-    rows = [line.split(SEPARATOR) for line in _run_psql(engine, server, "inspect-target", "-F", SEPARATOR, "-c", query)
+    rows = [line.split(SEPARATOR) for line in run_psql(engine, server, "inspect-target", "-F", SEPARATOR, "-c", query)
             if line.strip()]
     if any(len(row) != 3 for row in rows):
         raise RestoreError(f"cannot read what PostgreSQL at {server.host}:{server.port} holds: unexpected answer")
@@ -188,7 +196,7 @@ def server_state(engine: Engine, server: Server) -> ServerState:
                        frozenset(name for kind, name, _ in rows if kind == "table"))
 
 
-def _ident(name: str) -> str:
+def ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -208,7 +216,7 @@ def aside_names(databases: list[str], taken: set[str], stamp: str) -> dict[str, 
     return names
 
 
-def _save_roles(engine: Engine, server: Server, roles: set[str], undo: Path) -> None:
+def save_roles(engine: Engine, server: Server, roles: set[str], undo: Path) -> None:
     """ALTER ROLE statements that give `roles` back their attributes and passwords, written to a file in
     the job's directory (never to its output: they hold password hashes)."""
     if not roles:
@@ -222,21 +230,21 @@ def _save_roles(engine: Engine, server: Server, roles: set[str], undo: Path) -> 
              f"rolname, {', '.join(flags)}, rolconnlimit, rolpassword, "
              "CASE WHEN rolvaliduntil IS NULL THEN '' ELSE format('VALID UNTIL %L', rolvaliduntil) END) "
              f"FROM pg_authid WHERE rolname IN ({', '.join(_literal(role) for role in sorted(roles))})")
-    _run_psql(engine, server, "save-roles", "-o", "/undo/roles.sql", "-c", query,
+    run_psql(engine, server, "save-roles", "-o", "/undo/roles.sql", "-c", query,
               mounts=(Mount(undo, "/undo", read_only=False),))
 
 
-def _roll_back(engine: Engine, server: Server, plan: DumpPlan, aside: dict[str, str], before: ServerState,
+def roll_back(engine: Engine, server: Server, plan: DumpPlan, aside: dict[str, str], before: ServerState,
                undo: Path) -> list[str]:
     """Undo a failed load; what still differs from `before` (nothing, when it worked)."""
     created = [_literal(name) for name in plan.databases]
     statements = [f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname IN ({', '.join(created)})"
                   ] if created else []
-    statements += [f"DROP DATABASE IF EXISTS {_ident(name)}" for name in plan.databases]
-    statements += [f"ALTER DATABASE {_ident(new)} RENAME TO {_ident(old)}" for old, new in aside.items()]
-    statements += [f"DROP ROLE IF EXISTS {_ident(role)}" for role in sorted(plan.roles.keys() - before.roles)]
+    statements += [f"DROP DATABASE IF EXISTS {ident(name)}" for name in plan.databases]
+    statements += [f"ALTER DATABASE {ident(new)} RENAME TO {ident(old)}" for old, new in aside.items()]
+    statements += [f"DROP ROLE IF EXISTS {ident(role)}" for role in sorted(plan.roles.keys() - before.roles)]
     args = [arg for statement in statements for arg in ("-c", statement)]
-    _run_psql(engine, server, "undo-load", *args, "-f", "/undo/roles.sql", mounts=(Mount(undo, "/undo"),),
+    run_psql(engine, server, "undo-load", *args, "-f", "/undo/roles.sql", mounts=(Mount(undo, "/undo"),),
               check=False)
     after = server_state(engine, server)
     problems = [f"database {name} is there" for name in sorted(after.databases.keys() - before.databases.keys())]
@@ -246,7 +254,7 @@ def _roll_back(engine: Engine, server: Server, plan: DumpPlan, aside: dict[str, 
     return problems
 
 
-def _prepare(plan: DumpPlan, state: ServerState) -> dict[str, str]:
+def prepare_load(plan: DumpPlan, state: ServerState) -> dict[str, str]:
     """Check that the dump can be loaded all or nothing; the databases to rename aside, old -> new name."""
     clashing = sorted(set(plan.postgres_tables) & state.postgres_tables)
     if clashing:
@@ -261,10 +269,8 @@ def _prepare(plan: DumpPlan, state: ServerState) -> dict[str, str]:
     return aside_names(replaced, set(state.databases), datetime.now(UTC).strftime("%Y%m%d_%H%M%S"))
 
 
-def restore(request: RestoreRequest) -> str:
-    """Load a pg_dumpall snapshot into a running PostgreSQL, all or nothing. Refuses a server that
-    already holds databases or tables unless --force, which renames the databases the dump would
-    replace aside (<name>_before_restore_<time>) instead of writing over them."""
+def target_server(request: RestoreRequest) -> Server:
+    """The server named by --container, or --host and --network, and how to log in to it."""
     settings, engine, options = request.settings, request.engine, request.options
     container, host, network, port = options["container"], options["host"], options["network"], options["port"]
     user = options["user"] or settings.sources.postgres.user
@@ -278,7 +284,37 @@ def restore(request: RestoreRequest) -> str:
         host = host or status.addresses.get(network, "")
     if not host or not network:
         raise RestoreError("give --container NAME, or --host and --network")
-    server = Server(host, port, user, (network,), pgpass)
+    return Server(host, port, user, (network,), pgpass)
+
+
+def move_aside(engine: Engine, server: Server, aside: dict[str, str]) -> None:
+    """Rename the databases old -> new in one transaction: all are renamed, or none."""
+    if not aside:
+        return
+    try:
+        run_psql(engine, server, "move-aside", "-c", "; ".join(
+            f"ALTER DATABASE {ident(old)} RENAME TO {ident(new)}" for old, new in aside.items()))
+    except RestoreError as error:
+        raise RestoreError(f"cannot rename the existing databases aside, nothing was changed: {error}") from None
+    logger.warning("postgres: renamed aside before loading: {} (if this restore is interrupted, rename them back)",
+                   ", ".join(f"{old} -> {new}" for old, new in aside.items()))
+
+
+def restore(request: RestoreRequest) -> str:
+    """Load a pg_dumpall snapshot into a running PostgreSQL, all or nothing. Refuses a server that
+    already holds databases or tables unless --force, which renames the databases the dump would
+    replace aside (<name>_before_restore_<time>) instead of writing over them. With --database, only
+    that database (and the roles it needs), into the server or, with --to-file, into a file."""
+    options = request.options
+    if options.get("database"):
+        from runner.sources.postgres.database import restore_database  # it builds on this module
+
+        return restore_database(request)
+    if options.get("as_name") or options.get("to_file"):
+        raise RestoreError("--as and --to-file need --database: they apply to one database")
+    settings, engine = request.settings, request.engine
+    server = target_server(request)
+    host, port, user, network, pgpass = server.host, server.port, server.user, server.networks[0], server.pgpass
     state = server_state(engine, server)
     present = [f"database {name}" for name in sorted(state.databases) if name not in BUILT_IN]
     present += [f"table postgres.{name}" for name in sorted(state.postgres_tables)]
@@ -288,26 +324,18 @@ def restore(request: RestoreRequest) -> str:
     with fetched(request, NAME) as (snapshot, work):
         plan = dump_plan(work / DUMP_FILENAME)
         before = server_state(engine, server)
-        aside = _prepare(plan, before)
+        aside = prepare_load(plan, before)
         undo = job_dir(work / "undo", settings)
-        _save_roles(engine, server, set(plan.roles) & before.roles, undo)
-        if aside:
-            try:  # one transaction: all are renamed, or none
-                _run_psql(engine, server, "move-aside", "-c", "; ".join(
-                    f"ALTER DATABASE {_ident(old)} RENAME TO {_ident(new)}" for old, new in aside.items()))
-            except RestoreError as error:
-                raise RestoreError(f"cannot rename the existing databases aside, nothing was changed: {error}") \
-                    from None
-            logger.warning("postgres: renamed aside before loading: {} (if this restore is interrupted, rename them "
-                           "back)", ", ".join(f"{old} -> {new}" for old, new in aside.items()))
+        save_roles(engine, server, set(plan.roles) & before.roles, undo)
+        move_aside(engine, server, aside)
         feed = staged_feed(plan, set(before.roles), f"/dump/{DUMP_FILENAME}")
         try:
             ok, said = load_dump(settings, engine, work / DUMP_FILENAME, host, port, user, (network,), pgpass, feed)
         except JobError as error:  # the load could not even run: undone all the same
             ok, said = False, str(error)
         if not ok:
-            problems = _roll_back(engine, server, plan, aside, before, undo)
-            raise RestoreError(_failed_load(said, aside, problems))
+            problems = roll_back(engine, server, plan, aside, before, undo)
+            raise RestoreError(failed_load(said, aside, problems))
     kept = ", ".join(f"{old} as {new}" for old, new in aside.items())
     return (f"loaded PostgreSQL dump {snapshot.short_id} of {snapshot.time[:19]} into {host}:{port}.\n"
             + (f"The databases that were there are kept, renamed: {kept}; drop them once the restore is "
@@ -315,7 +343,7 @@ def restore(request: RestoreRequest) -> str:
             + "Next: check the applications' data (row counts, a login), then restore MinIO.")
 
 
-def _failed_load(said: str, aside: dict[str, str], problems: list[str]) -> str:
+def failed_load(said: str, aside: dict[str, str], problems: list[str]) -> str:
     if problems:
         kept = ", ".join(f"{old} as {new}" for old, new in aside.items())
         return (f"loading the dump stopped at an error: {said}. Undoing the load left the server different from "

@@ -5,14 +5,15 @@ from __future__ import annotations
 
 from runner.secrets.files import SecretFile
 from runner.settings import Settings
-from runner.sources.vault.backup import NAME, preflight, prepare, token_file, verify
+from runner.sources.vault.backup import NAME, plan, preflight, prepare, token_file, verify
+from runner.sources.vault.contents import show_snapshot
 from runner.sources.vault.restore import RESTORE_OPTIONS, restore
 from runner.sources.vault.restore_test import restore_test
 
 TITLE = "Vault"
 
-__all__ = ["NAME", "RESTORE_OPTIONS", "TITLE", "is_enabled", "preflight", "prepare", "restore", "restore_test",
-           "secret_files", "verify"]
+__all__ = ["NAME", "RESTORE_OPTIONS", "TITLE", "is_enabled", "plan", "preflight", "prepare", "restore", "restore_test",
+           "secret_files", "show_snapshot", "verify"]
 
 
 def is_enabled(settings: Settings) -> bool:

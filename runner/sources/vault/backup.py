@@ -79,6 +79,12 @@ def preflight(settings: Settings, engine: Engine) -> None:
     client(settings)  # the token file must be usable before anything is staged
 
 
+def plan(settings: Settings, engine: Engine) -> str:
+    """What a backup would read (for `exec backup --dry-run`)."""
+    return (f"a raft snapshot of Vault at {settings.sources.vault.address} ({health(settings)}), staged in "
+            f"{settings.paths.staging_dir} while it is verified and backed up")
+
+
 def verify_snapshot(path: Path) -> dict[str, Any]:
     """Check a raft snapshot file; return its meta.json. Raises SourceError naming what is wrong."""
     with open(path, "rb") as handle:

@@ -1,4 +1,7 @@
 import os
+import re
+import shlex
+import subprocess
 
 import pytest
 
@@ -89,3 +92,103 @@ def test_host_key_fingerprint_matches_ssh_keygen():
     # what `ssh-keygen -lf` printed for this line in the tools image
     assert recovery_kit.fingerprint(line) == "nas ssh-ed25519 SHA256:VLCSCG20NGeHspbVJwXOO8YIsgMByNytpaFL6Fkli4I"
     assert recovery_kit.fingerprint("# comment") is None
+
+
+KIT_KEY = """-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW
+QyNTUxOQAAACD4JcCpXkOizYJQAciWrW9eXLv1V0g07PDNQpZgQG1+zgAAAJgBPHfQATx3
+0AAAAAtzc2gtZWQyNTUxOQAAACD4JcCpXkOizYJQAciWrW9eXLv1V0g07PDNQpZgQG1+zg
+AAAEBmZWVkZmFjZWZlZWRmYWNlZmVlZGZhY2VmZWVkZmFjZfglwKleQ6LNglAByJatb15c
+u/VXSDTs8M1ClmBAbX7OAAAAEHRlc3RAcmVjb3Zlcnkta2l0AQIDBA==
+-----END OPENSSH PRIVATE KEY-----
+"""
+KIT_HOST_KEY = "nas.example.org ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPglwKleQ6LNglAByJatb15cu/VXSDTs8M1ClmBAbX7O"
+KIT_ACCOUNT = '{"type": "service_account", "client_email": "backup@p.iam.gserviceaccount.com", "private_key": "k"}'
+
+
+def kit_settings(tmp_path) -> Settings:
+    secrets = tmp_path / "secrets"
+    secrets.mkdir()
+    return Settings(paths={"secrets_dir": secrets},
+                    destinations={"nas": {"kind": "nas", "host": "nas.example.org", "port": 2222},
+                                  "gdrive": {"kind": "gdrive", "team_drive": "0ABCdef"},
+                                  "local": {"kind": "local", "path": "/srv/repositories/{source}"}})
+
+
+def kit_secrets(settings: Settings) -> dict[str, str]:
+    """The files Vault Agent would have rendered; returns the repository passwords."""
+    directory = settings.paths.secrets_dir
+    private(directory / "nas-ssh-key", KIT_KEY)
+    private(directory / "nas-known_hosts", f"# nas.example.org:2222 SSH-2.0-OpenSSH_10.0\n{KIT_HOST_KEY}\n")
+    private(directory / "gdrive-service-account.json", KIT_ACCOUNT)
+    passwords = {source: f"password-of-{source}-x7Q" for source in ("vault", "postgres", "minio")}
+    for source, password in passwords.items():
+        private(directory / f"restic-{source}.password", password)
+    return passwords
+
+
+def kit_blocks(kit: str, heading: str) -> list[str]:
+    """The sh blocks of one section of the kit (`## Destination ...` or `### source on destination`)."""
+    section = kit.split(heading, 1)[1].split("\n## ", 1)[0].split("\n### ", 1)[0]
+    return re.findall(r"```sh\n(.*?)```", section, re.S)
+
+
+def test_recovery_kit_writes_every_key_and_password_with_commands_alone(tmp_path):
+    settings = kit_settings(tmp_path)
+    passwords = kit_secrets(settings)
+    kit = recovery_kit.build(settings)
+    assert "KEEP THIS OFFLINE" in kit and "mode 0400" in kit and "delete" in kit
+    work = tmp_path / "restore"
+    work.mkdir()
+    for heading in ("## Destination `nas`", "## Destination `gdrive`"):
+        [setup] = kit_blocks(kit, heading)
+        run = subprocess.run(["bash", "-euc", setup], cwd=work, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+    assert (work / "nas-key").read_text() == KIT_KEY
+    assert (work / "nas-known_hosts").read_text().splitlines()[-1] == KIT_HOST_KEY
+    assert (work / "gdrive-service-account.json").read_text() == KIT_ACCOUNT + "\n"
+    assert "service_account_file = ./gdrive-service-account.json" in (work / "gdrive-rclone.conf").read_text()
+    assert all(oct(p.stat().st_mode & 0o777) == "0o600" for p in work.iterdir())
+    fingerprint = recovery_kit.fingerprint(KIT_HOST_KEY).split()[-1]
+    assert fingerprint in run_ok(["ssh-keygen", "-lf", str(work / "nas-known_hosts")])
+
+    for destination in ("nas", "gdrive", "local"):
+        for source, password in passwords.items():
+            [block] = kit_blocks(kit, f"### {source} on {destination}")
+            password_file = f"{source}-on-{destination}.password"
+            commands = [line for line in block.splitlines() if "restic " in line]
+            assert len(commands) == 2 and all(f"--password-file ./{password_file}" in c for c in commands)
+            assert commands[1].endswith(f"restore latest --tag {source} --target ./restore-{source}")
+            writes_password = "\n".join(line for line in block.splitlines() if "restic " not in line)
+            run_ok(["bash", "-euc", writes_password], cwd=work)
+            assert (work / password_file).read_text() == password + "\n"  # restic strips the newline
+    [nas_command] = [line for line in kit_blocks(kit, "### vault on nas")[0].splitlines() if " snapshots " in line]
+    ssh = shlex.split(nas_command)[4].removeprefix("sftp.command=")
+    assert "-i ./nas-key" in ssh and "-o UserKnownHostsFile=./nas-known_hosts" in ssh
+    assert "-o StrictHostKeyChecking=yes" in ssh and "-p 2222 backup@nas.example.org -s sftp" in ssh
+    assert "RCLONE_CONFIG=./gdrive-rclone.conf restic -r rclone:gdrive:Backups/homeserver/vault" in kit
+    assert "restic -r /srv/repositories/vault --password-file ./vault-on-local.password snapshots" in kit
+
+
+def test_recovery_kit_keeps_what_the_disaster_recovery_drill_reads(tmp_path):
+    settings = kit_settings(tmp_path)
+    passwords = kit_secrets(settings)
+    kit = recovery_kit.build(settings)
+    for source, password in passwords.items():  # as scripts/dr-drill.py reads them
+        section = kit.split(f"### {source} on nas", 1)[1]
+        assert re.search(r"Password: (\S+)", section).group(1) == password
+    assert [line.strip() for line in kit.splitlines() if re.match(r"^\s{4}\S+ ssh-ed25519 ", line)] == [KIT_HOST_KEY]
+
+
+def test_recovery_kit_names_every_missing_file_at_once(tmp_path):
+    settings = kit_settings(tmp_path)
+    with pytest.raises(recovery_kit.RecoveryKitError) as caught:
+        recovery_kit.build(settings)
+    for name in ("nas-ssh-key", "nas-known_hosts", "gdrive-service-account.json", "restic-vault.password"):
+        assert name in str(caught.value)
+
+
+def run_ok(argv, cwd=None) -> str:
+    result = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return result.stdout

@@ -12,7 +12,7 @@ from runner.sources import SOURCES, Source, enabled
 from tests.conftest import PROJECT_ROOT
 
 RUNNER = PROJECT_ROOT / "runner"
-PARTS = ("backup", "restore", "restore_test")
+PARTS = ("backup", "restore", "restore_test", "contents")
 
 
 def test_restore_priority_order():
@@ -32,6 +32,7 @@ def test_every_source_has_every_part():
             assert (package / f"{part}.py").is_file(), f"{name} has no {part}.py"
             importlib.import_module(f"runner.sources.{name}.{part}")
         assert source.restore.__doc__, f"{name}'s restore has no help text"
+        assert source.show_snapshot.__module__ == f"runner.sources.{name}.contents"
         assert all(isinstance(option, click.Parameter) for option in source.RESTORE_OPTIONS)
 
 
