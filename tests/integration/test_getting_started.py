@@ -247,11 +247,6 @@ def test_the_first_restore_test_verifies_vault_minio_and_files(home):
 
 def test_the_first_restore_test_verifies_postgres(home):
     status, message = history(home["machine"], "restore-test")["postgres"]
-    if status == "failed" and "Can't create Container from" in message:
-        # runner/sources/postgres/restore_test.py, _production_address: with sources.postgres.container = ""
-        # (the rootless setting) it asks Podman for the container named "", and podman-py fails on the
-        # answer (the list of all containers). Outside this change; reported.
-        pytest.xfail("runner bug: the PostgreSQL restore test cannot run with sources.postgres.container = ''")
     assert status == "ok", message
 
 

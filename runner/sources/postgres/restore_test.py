@@ -31,7 +31,7 @@ def restore_test(trial: Trial) -> Verified:
             restored_bytes = repository.restore(snapshot, work / "dump")
             repository.restore(sidecar, work / "manifest")
     expected = json.loads((work / "manifest" / "sidecar" / MANIFEST).read_text())
-    production = _production_address(settings, engine)
+    production = production_address(settings, engine)
     with engine.isolated_network("restore-test-postgres") as network:
         starting = time.monotonic()
         with engine.service("restore-test-postgres", settings.restore_tests.postgres_image, network,
@@ -56,10 +56,15 @@ def restore_test(trial: Trial) -> Verified:
                      "isolation": isolation})
 
 
-def _production_address(settings: Settings, engine: Engine) -> str | None:
-    if not settings.sources.postgres.enabled:
+def production_address(settings: Settings, engine: Engine) -> str | None:
+    config = settings.sources.postgres
+    if not config.enabled:
         return None
-    status = engine.container_status(settings.sources.postgres.container)
+    if not config.container:  # a server reached by host name (the rootless setting): that name must be unreachable
+        # the host's loopback is no container's: probed from inside, it would answer for the throwaway itself
+        loopback = config.host == "localhost" or config.host.startswith("127.") or config.host == "::1"
+        return None if loopback else config.host or None
+    status = engine.container_status(config.container)
     return next(iter(status.addresses.values()), None) if status.exists else None
 
 
@@ -74,7 +79,7 @@ def _wait_for_postgres(engine: Engine, server: ServiceHandle) -> None:
 def _isolation(engine: Engine, server: ServiceHandle, production: str | None) -> str:
     """From inside the throwaway server: the production server must be out of reach."""
     if not production:
-        return "not checked (no production PostgreSQL container)"
+        return "not checked (no production PostgreSQL container, nor an address off the host's loopback)"
     probe = engine.exec_in(server.name, ["pg_isready", "-h", production, "-t", "3"])
     if probe.exit_code == 0:
         raise RestoreError(f"the isolated network reaches production PostgreSQL at {production}; test stopped")

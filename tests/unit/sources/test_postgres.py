@@ -4,7 +4,7 @@ from runner.engine import ContainerStatus
 from runner.settings import Settings
 from runner.sources import SourceError
 from runner.sources.postgres import backup as postgres
-from runner.sources.postgres.restore_test import compare_manifests
+from runner.sources.postgres.restore_test import production_address, compare_manifests
 
 
 def test_endpoint_defaults_to_the_containers_address_on_its_first_network():
@@ -68,3 +68,14 @@ def test_manifests_of_different_formats_compare_rows_only():
     expected["format"] = 2
     actual["databases"]["shop"]["public.a"]["rows"] = 2
     assert compare_manifests(expected, actual) == ["shop: public.a: row contents differ from the backup"]
+
+
+class NoContainers:
+    def container_status(self, name):
+        raise AssertionError(f"asked Podman for container {name!r}")
+
+
+@pytest.mark.parametrize(("host", "probed"), [("db.lan", "db.lan"), ("127.0.0.1", None), ("localhost", None)])
+def test_a_server_without_a_container_is_probed_by_its_host_unless_on_loopback(host, probed):
+    settings = Settings(sources={"postgres": {"container": "", "host": host, "network": "host"}})
+    assert production_address(settings, NoContainers()) == probed
