@@ -4,7 +4,7 @@ from runner.engine import ContainerStatus
 from runner.settings import Settings
 from runner.sources import SourceError
 from runner.sources.postgres import backup as postgres
-from runner.sources.postgres.restore_test import production_address, compare_manifests
+from runner.sources.postgres.restore_test import compare_manifests, production_address
 
 
 def test_endpoint_defaults_to_the_containers_address_on_its_first_network():
