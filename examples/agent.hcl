@@ -108,3 +108,19 @@ template {
   error_on_missing_key = true
   contents             = "{{ with secret \"secret/data/offsite-backup/smtp\" }}{{ .Data.data.username }}\n{{ .Data.data.password }}\n{{ end }}"
 }
+
+# Apprise notification URLs, one per line
+template {
+  destination          = "/run/offsite-backup/secrets/apprise-urls"
+  perms                = "0400"
+  error_on_missing_key = true
+  contents             = "{{ with secret \"secret/data/offsite-backup/apprise\" }}{{ .Data.data.urls }}\n{{ end }}"
+}
+
+# healthchecks.io ping URLs, one 'JOB = BASE-URL' line per scheduled job
+template {
+  destination          = "/run/offsite-backup/secrets/ping-urls"
+  perms                = "0400"
+  error_on_missing_key = true
+  contents             = "{{ with secret \"secret/data/offsite-backup/pings\" }}{{ .Data.data.urls }}\n{{ end }}"
+}

@@ -24,6 +24,7 @@ from pydantic import (
     Field,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -89,6 +90,15 @@ def host_name(value: str) -> str:
         raise ValueError("must be a DNS name (dot-separated labels of letters, digits and '-', none starting or "
                          "ending with '-') or an IP address")
     return value
+
+
+def s3_endpoint(value: str) -> str:
+    """http(s)://HOST[:PORT]: a URL restic and the preflight read alike, without path, user or query."""
+    match = re.fullmatch(r"(https?)://(\[[0-9a-fA-F:.]+\]|[^/:@?#\[\]]+)(?::(\d{1,5}))?/?", value)
+    if not match or (match.group(3) and not 0 < int(match.group(3)) < 65536):
+        raise ValueError("must be http://HOST[:PORT] or https://HOST[:PORT], without a path")
+    host_name(match.group(2).strip("[]"))
+    return value.rstrip("/")
 
 
 def podman_name(value: str) -> str:
@@ -257,7 +267,10 @@ class LockSettings(Section):
 
 
 class RestoreTestSettings(Section):
-    destination: str = Field("", description="Destination the restore tests read from; empty: the first enabled one.")
+    destination: str = Field(
+        "", description="Destination the restore tests always read from. Empty: every enabled destination in turn "
+        "(each run tests each source on the destination it was tested on longest ago, never tested first).",
+    )
     postgres_image: str = Field(
         "docker.io/library/postgres:17",
         description="Image of the throwaway PostgreSQL (the official image's contract); "
@@ -310,9 +323,10 @@ class MonitoringSettings(Section):
         "count for neither side. Judged once at least 7 backups ran in those 30 days."
     )
     restore_test_every: Seconds = Field(
-        35 * 86400, description="A source whose last passed restore test (on the destination the restore tests "
-        "read from) is older than this, or that has none while its first good backup is older than this, "
-        "is reported (status, metrics) and alerted. The tests run monthly; the default leaves a few days' slack."
+        35 * 86400, description="A source whose last passed restore test on a destination the restore tests read "
+        "from is older than this times the number of those destinations (they are visited in turn), or that has "
+        "none while its first good backup there is older than that, is reported (status, metrics) and alerted. "
+        "The tests run monthly; the default leaves a few days' slack."
     )
     metrics_file: Path | None = Field(
         None, description="Prometheus textfile-collector file, rewritten after every run. Empty: "
@@ -337,10 +351,30 @@ class AlertSettings(Section):
         None, description="SMTP user name (first line) and password (second line). "
         "Empty: '<paths.secrets_dir>/smtp-credentials'."
     )
-    success_ping_url: str = Field(
-        "", description="URL fetched after every run in which nothing failed (a dead man's switch)."
+    apprise_urls_file: Path | None = Field(
+        None, description="Notifications beyond mail, through Apprise: a secret file (mode 0600, rendered by Vault "
+        "Agent from <kv_prefix>/apprise) with one Apprise URL per line (ntfy://, gotify://, matrix://, slack://, "
+        "tgram://, discord://, json:// webhooks...; '#' starts a comment). Every alert the mail carries goes to "
+        "each of them too. Empty: mail only."
     )
-    failure_ping_url: str = Field("", description="URL fetched after a run in which something failed.")
+    ping_urls_file: Path | None = Field(
+        None, description="Start, success and failure pings in the healthchecks.io convention for the scheduled "
+        "jobs: a secret file (mode 0600, rendered by Vault Agent from <kv_prefix>/pings) with one 'JOB = BASE-URL' "
+        "line per job, JOB one of backup-<source>, check, prune, restore-test, status. A job started by its "
+        "systemd unit fetches BASE-URL/start, then BASE-URL when it succeeded or BASE-URL/fail when it failed. "
+        "Empty: no pings."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ping_urls_moved(cls, data: Any) -> Any:
+        for old in ("success_ping_url", "failure_ping_url"):
+            if isinstance(data, dict) and old in data:
+                raise ValueError(
+                    f"alerts.{old} was replaced by alerts.ping_urls_file (ping URLs carry a token, so they live in "
+                    "a secret file, not in the configuration): put one 'JOB = BASE-URL' line per scheduled job in "
+                    "that file and remove alerts.success_ping_url and alerts.failure_ping_url")
+        return data
 
 
 class LogSettings(Section):
@@ -389,6 +423,11 @@ class DestinationBase(Section):
     )
     timeout: Seconds | None = Field(None, description="Time limit of one job on this destination; "
                                     "empty for jobs.timeout.")
+    copy_from: str = Field(
+        "", description="Fill this destination by copying another destination's snapshots (`runner exec copy`, "
+        "with restic copy) instead of backing the sources up to it: `exec backup` leaves it out. The name of "
+        "another enabled destination; empty: backed up from the sources.",
+    )
 
 
 class LocalDestination(DestinationBase):
@@ -462,8 +501,127 @@ class GDriveDestination(DestinationBase):
     _network = field_validator("network")(podman_name)
 
 
-DestinationConfig = Annotated[LocalDestination | NasDestination | GDriveDestination, Field(discriminator="kind")]
-DESTINATION_KINDS = ("local", "nas", "gdrive")
+class S3Destination(DestinationBase):
+    kind: Literal["s3"] = Field(description="An S3-compatible object store (restic's s3 backend).")
+    endpoint: str = Field(
+        description="URL of the S3 service, scheme included ('https://s3.eu-central-1.example.com', "
+        "'http://10.0.0.5:9000'), as the job containers reach it."
+    )
+    bucket: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="Bucket holding the repositories (restic creates it at `runner repo init` if it is absent).",
+    )
+    path: str = Field(
+        "offsite/{source}",
+        description="Repository prefix in the bucket; '{source}' is replaced by the source name.",
+    )
+    region: str = Field("us-east-1", pattern=r"^[a-z0-9-]{1,40}$", description="Region of the bucket.")
+    credentials_file: Path | None = Field(
+        None,
+        description="AWS shared-credentials file ([default] aws_access_key_id, aws_secret_access_key), rendered "
+        "by Vault Agent. Empty: '<paths.secrets_dir>/<name>-aws-credentials'. The keys are never taken from "
+        "the environment.",
+    )
+    connect_timeout: Seconds = Field(10, description="Seconds to wait for the endpoint to answer in the preflight.")
+    network: str = Field("podman", description="Podman network of the job containers that talk to the endpoint.")
+
+    _endpoint = field_validator("endpoint")(s3_endpoint)
+    _network = field_validator("network")(podman_name)
+
+
+DestinationConfig = Annotated[LocalDestination | NasDestination | GDriveDestination | S3Destination,
+                              Field(discriminator="kind")]
+DESTINATION_KINDS = ("local", "nas", "gdrive", "s3")
+
+
+_HTTP_URL = re.compile(r"https?://[^\s/?#@]+(:\d+)?([/?#]\S*)?", re.IGNORECASE)
+
+
+def http_url(value: str) -> str:
+    if not _HTTP_URL.fullmatch(value):
+        raise ValueError("must be an http:// or https:// URL with a host")
+    return value
+
+
+class ExecHook(Section):
+    kind: Literal["exec"] = Field(description="A command run with `podman exec` in a running container; no shell "
+                                  "unless the command names one in the container.")
+    container: str = Field(description="Name of the running container to run the command in.")
+    command: list[str] = Field(min_length=1, description="The command as a list of arguments, e.g. "
+                               "['redis-cli', 'save']; the first one is the program.")
+    user: str = Field("", description="User (USER or USER:GROUP) to run it as; empty: the container's.")
+    timeout: Seconds = Field(60, description="Time limit; a command still running then counts as failed.")
+
+    _container = field_validator("container")(podman_name)
+    _user = field_validator("user")(optional(user_and_group))
+
+    @field_validator("command")
+    @classmethod
+    def _program_named(cls, command: list[str]) -> list[str]:
+        if not command[0].strip():
+            raise ValueError("the first argument (the program) is empty")
+        return command
+
+
+class StopHook(Section):
+    kind: Literal["stop"] = Field(description="Containers stopped for the duration of the backup and always "
+                                  "started again afterwards (before the after hooks), even when the backup fails "
+                                  "or the runner is stopped; only in `before`.")
+    containers: list[str] = Field(min_length=1, description="Names of the containers to stop (in this order; "
+                                  "they are started again in the reverse order). One already stopped is left so.")
+    timeout: Seconds = Field(60, description="Seconds a container gets to stop before it is killed, and the time "
+                             "limit of starting it again.")
+
+    @field_validator("containers")
+    @classmethod
+    def _names(cls, containers: list[str]) -> list[str]:
+        return [podman_name(name) for name in containers]
+
+
+class HttpHook(Section):
+    kind: Literal["http"] = Field(description="An HTTP request sent by the runner itself.")
+    method: Literal["GET", "HEAD", "POST", "PUT"] = Field("POST", description="HTTP method; no body is sent.")
+    url: str = Field("", description="URL to request, when it holds no secret (it is logged); else use url_file.")
+    url_file: Path | None = Field(None, description="File (mode 0600 or 0400, e.g. rendered by Vault Agent) holding "
+                                  "the URL, for a URL that carries a token: it is never logged.")
+    expected_status: int | None = Field(None, ge=100, le=599, description="Status the response must have; "
+                                        "empty: any 2xx.")
+    timeout: Seconds = Field(60, description="Time limit of the request.")
+
+    _url = field_validator("url")(optional(http_url))
+
+    @model_validator(mode="after")
+    def _one_url(self) -> HttpHook:
+        if bool(self.url) == (self.url_file is not None):
+            raise ValueError("give exactly one of url and url_file")
+        if self.url_file is not None and not self.url_file.is_absolute():
+            raise ValueError("url_file must be an absolute path")
+        return self
+
+
+Hook = Annotated[ExecHook | StopHook | HttpHook, Field(discriminator="kind")]
+HOOK_KINDS = ("exec", "stop", "http")
+
+
+class HookSettings(Section):
+    before: list[Hook] = Field([], description="Run in order before the source is read; the first that fails "
+                               "fails the source's backup on every destination (the after hooks still run).")
+    after: list[Hook] = Field([], description="Run in order after the backup, whatever its outcome (after the "
+                              "containers stopped by `before` are started again).")
+    on_error: list[Hook] = Field([], description="Run in order when the backup failed on any destination, before "
+                                 "`after`.")
+
+    @field_validator("after", "on_error")
+    @classmethod
+    def _no_stop(cls, hooks: list) -> list:
+        if any(isinstance(hook, StopHook) for hook in hooks):
+            raise ValueError("a 'stop' hook belongs in `before` (its containers are started again by themselves)")
+        return hooks
+
+
+def hooks_field() -> Any:
+    return Field(default_factory=HookSettings, description="Commands, container stops and HTTP requests around this "
+                 "source's backup (see docs/sources.md, Hooks).")
 
 
 class FilesSource(Section):
@@ -472,6 +630,7 @@ class FilesSource(Section):
         [], description="Directories or files to back up (e.g. configuration); none: the source is off."
     )
     excludes: list[str] = Field([], description="restic exclude patterns.")
+    hooks: HookSettings = hooks_field()
 
     @field_validator("paths")
     @classmethod
@@ -494,6 +653,7 @@ class VaultSource(Section):
     ca_file: Path | None = Field(None, description="CA certificate for Vault's TLS; empty for the system's CAs.")
     allow_standby: bool = Field(False, description="Accept a standby node (the snapshot request is forwarded).")
     timeout: Seconds = Field(600, description="Time limit for health check and snapshot download.")
+    hooks: HookSettings = hooks_field()
 
 
 class PostgresSource(Section):
@@ -527,6 +687,8 @@ class PostgresSource(Section):
     _names = field_validator("container", "network")(optional(podman_name))  # empty: see the descriptions
     _host = field_validator("host")(optional(host_name))
     _user = field_validator("user")(role_name)
+    hooks: HookSettings = hooks_field()
+
     _exec_user = field_validator("exec_user")(user_and_group)
 
 
@@ -545,6 +707,7 @@ class MinioSource(Section):
     mirror_dir: Path | None = Field(
         None, description="Persistent local mirror of the buckets. Empty: '<paths.staging_dir>/minio-mirror'."
     )
+    hooks: HookSettings = hooks_field()
 
     _network = field_validator("network")(podman_name)
 
@@ -568,7 +731,7 @@ class _TomlSource(PydanticBaseSettingsSource):
         return read_toml(path) if path else {}
 
 
-def _one_local_destination() -> dict[str, LocalDestination | NasDestination | GDriveDestination]:
+def _one_local_destination() -> dict[str, LocalDestination | NasDestination | GDriveDestination | S3Destination]:
     return {"local": LocalDestination(kind="local")}
 
 
@@ -593,7 +756,7 @@ class Settings(BaseSettings):
         default_factory=RestoreTestSettings, description="Monthly restore tests."
     )
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings, description="RPO, metrics, dashboard.")
-    alerts: AlertSettings = Field(default_factory=AlertSettings, description="Email alerts and pings.")
+    alerts: AlertSettings = Field(default_factory=AlertSettings, description="Mail, Apprise notifications, pings.")
     destinations: dict[str, DestinationConfig] = Field(
         default_factory=lambda: _one_local_destination(),
         description="Where backups go, by name; each holds one repository per source. "
@@ -670,6 +833,36 @@ def load_settings(explicit: Path | None = None) -> LoadedSettings:
 def impossible_combinations(settings: Settings) -> list[tuple[tuple[str, ...], str]]:
     """(setting, problem) for settings that are valid one by one but cannot work together. Checked when
     the configuration is loaded, after the fields: a source's preflight would only find them at night."""
+    return _postgres_problems(settings) + copy_from_problems(settings)
+
+
+def copy_from_problems(settings: Settings) -> list[tuple[tuple[str, ...], str]]:
+    """Each enabled destination's copy_from must name another enabled destination, without a cycle."""
+    problems: list[tuple[tuple[str, ...], str]] = []
+    destinations = settings.destinations
+    for name, config in destinations.items():
+        origin = config.copy_from
+        if not config.enabled or not origin:
+            continue
+        where = ("destinations", name, "copy_from")
+        if origin == name:
+            problems.append((where, "a destination cannot be filled by copying from itself"))
+        elif origin not in destinations:
+            problems.append((where, f"no destination named {origin!r} (configured: {', '.join(destinations)})"))
+        elif not destinations[origin].enabled:
+            problems.append((where, f"destination {origin!r} is disabled: nothing would be copied"))
+        else:
+            chain = [name, origin]
+            while chain[-1] != name and chain[-1] in destinations and destinations[chain[-1]].copy_from \
+                    and len(chain) <= len(destinations):
+                chain.append(destinations[chain[-1]].copy_from)
+            if chain[-1] == name:
+                problems.append((where, f"the copies go round in a circle ({' <- '.join(chain)}): one destination "
+                                 "of it must be backed up from the sources"))
+    return problems
+
+
+def _postgres_problems(settings: Settings) -> list[tuple[tuple[str, ...], str]]:
     postgres = settings.sources.postgres
     if not postgres.enabled or postgres.container:
         return []
@@ -690,6 +883,8 @@ def _describe(error: dict[str, Any], path: Path | None) -> str:
     location = tuple(error["loc"])
     if location[:1] == ("destinations",) and len(location) > 3 and location[2] in DESTINATION_KINDS:
         location = location[:2] + location[3:]  # pydantic adds the union's tag; the file has no such level
+    location = tuple(part for i, part in enumerate(location)  # the same for a hook's kind
+                     if not (part in HOOK_KINDS and i > 1 and location[i - 2] in ("before", "after", "on_error")))
     field = ".".join(str(part) for part in location) or "(top level)"
     variable = _env_variable_for(location)
     origin = f"environment {variable}" if variable else str(path) if path else "defaults"

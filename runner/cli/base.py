@@ -172,11 +172,36 @@ def finish(context: Context, runs, as_json: bool) -> None:
     report([result for _, result in runs], as_json)
 
 
+# The scheduled jobs pinged as one (alerts.ping_urls_file); backups are pinged per source by exec backup.
+PINGED_JOBS = {"exec check": "check", "exec prune": "prune", "exec restore test": "restore-test", "status": "status"}
+
+
 def tracked(command):
     """Note in the history when a command starts and, once it has reported, how it ended: a systemd
-    unit that fails without that note is alerted by `notify unit-failed`."""
+    unit that fails without that note is alerted by `notify unit-failed`. A scheduled job also pings
+    its start and its end (alerts.ping_urls_file)."""
 
     @functools.wraps(command)
+    def pinged(context: Context, *args, **kwargs):
+        from runner.monitoring.pings import Pings
+        from runner.results import EXIT_DEFERRED
+
+        job = PINGED_JOBS.get(command.__name__.replace("_", " "))
+        if job is None or kwargs.get("dry_run"):
+            return run(context, *args, **kwargs)
+        pings = Pings(context.settings, context.unit)
+        pings.start(job)
+        code: int | str | None = None
+        try:
+            result = run(context, *args, **kwargs)
+            code = 0
+            return result
+        except SystemExit as stop:
+            code = stop.code
+            raise
+        finally:
+            pings.finish(job, failed=code not in (0, EXIT_DEFERRED))
+
     def run(context: Context, *args, **kwargs):
         from runner.monitoring.alerts import HISTORY_ERRORS
         from runner.monitoring.history import open_history
@@ -203,7 +228,7 @@ def tracked(command):
                 except HISTORY_ERRORS as error:
                     logger.error("could not note the end of this run in the history: {}", error)
 
-    return run
+    return pinged
 
 
 def report(results, as_json: bool) -> None:

@@ -38,23 +38,30 @@ def exec_backup(context: Context, source_names, destination_names, dry_run, as_j
     source, in restore priority order). One source failing does not stop the next.
 
     A destination that fails its preflight (unreachable NAS, missing key) is skipped and reported;
-    the others still run. A destination whose daily upload quota would be passed is deferred.
+    the others still run. A destination whose daily upload quota would be passed is deferred. A
+    destination filled by copying (copy_from) is left out: `runner exec copy` fills it.
     Exit code 1 if anything failed, 75 if nothing failed but something was deferred."""
     from runner.backup import back_up
     from runner.backup import dry_run as preview_backup
+    from runner.copying import backed_up
+    from runner.monitoring.pings import Pings
     from runner.sources import get
 
     if "all" in source_names:
         source_names = ()
     chosen, names = selection(context, destination_names, source_names)
+    chosen = backed_up(chosen)
     engine = job_engine(context)
     if dry_run:
         report([result for source in names for result in preview_backup(context.settings, engine, get(source), chosen)],
                as_json)
+    pings = Pings(context.settings, context.unit)
     runs = []
     for source in names:
+        pings.start(f"backup-{source}")
         outcome = [("backup", result) for result in back_up(context.settings, engine, get(source), chosen)]
         record_runs(context.settings, outcome)
+        pings.finish(f"backup-{source}", failed=any(result.status.is_failure for _, result in outcome))
         runs += outcome
     finish(context, runs, as_json)
 
@@ -129,7 +136,9 @@ def preview_prune(context: Context, source_names, destination_names, as_json) ->
 @exec_.command("restore-test")
 @click.argument("source_names", nargs=-1, metavar="[SOURCE]...")
 @click.option("--destination", "-d", "destination_name",
-              help="Destination to restore from (default: restore_tests.destination, else the first enabled).")
+              help="Destination to restore from. Default: restore_tests.destination when set, else each source "
+                   "from the enabled destination it was restore-tested on longest ago (never first): every run "
+                   "visits the next destination, so each is tested in turn.")
 @json_option
 @pass_context
 @tracked
@@ -143,20 +152,64 @@ def exec_restore_test(context: Context, source_names, destination_name, as_json)
     it is unsealed and a canary secret read back. MinIO: every object's size and checksum is compared
     with the manifest. Files: restic verifies every restored file against the repository, and every
     file of the snapshot's listing must be there with its size. The duration of each phase goes to
-    the history (RTO planning). A difference is reported as 'restore mismatch' (exit code 1)."""
-    from runner.restoring import RestoreError, destination_for, run_test
+    the history (RTO planning). A difference is reported as 'restore mismatch' (exit code 1).
+
+    Each source is tested on one destination per run: the enabled destination it was tested on
+    longest ago (never first), so the monthly runs visit every destination in turn, copies included."""
+    from runner.restoring import RestoreError, restore_test_destination, run_test
     from runner.sources import enabled, get
 
     if "all" in source_names:
         source_names = ()
     try:
         names = enabled(context.settings, source_names)
-        destination = destination_for(context.settings, destination_name or context.settings.restore_tests.destination)
+        chosen = {name: restore_test_destination(context.settings, name, destination_name) for name in names}
     except (ValueError, RestoreError) as error:
         raise click.UsageError(str(error)) from None
     engine = job_engine(context)
     runs = []
     for name in names:
-        runs.append(("restore-test", run_test(context.settings, engine, name, get(name).restore_test, destination)))
+        runs.append(("restore-test", run_test(context.settings, engine, name, get(name).restore_test, chosen[name])))
         record_runs(context.settings, runs[-1:])
+    finish(context, runs, as_json)
+
+
+@exec_.command("copy")
+@click.argument("source_names", nargs=-1, metavar="[SOURCE]...")
+@click.option("--from", "origin", metavar="NAME", help="Destination to copy from (with --to).")
+@click.option("--to", "target", metavar="NAME", help="Destination to copy into (with --from).")
+@json_option
+@pass_context
+@tracked
+def exec_copy(context: Context, source_names, origin, target, as_json):
+    """Copy snapshots between destinations with `restic copy`, so a site is filled without reading the
+    sources again: every snapshot of each SOURCE's repository on --from that its repository on --to
+    does not hold yet, manifests included (default: every enabled source). Without --from and --to,
+    every destination with copy_from is filled from its origin (copies of copies after their origin).
+
+    Both repositories must exist (`runner repo init --destination NAME`); both passwords are mounted
+    as files. The runner's lock is held on both; the copy counts against the target's daily upload
+    quota. Each (source, target) is recorded as a 'copy' run and alerted on failure. A copy gets new
+    snapshot ids; restic records the original id, so manifests and restore tests find their snapshot.
+    Exit code 1 if a copy failed."""
+    from runner.copying import CopyError, copy, routes
+    from runner.sources import enabled
+
+    if "all" in source_names:
+        source_names = ()
+    try:
+        chosen = routes(context.settings, origin, target)
+        names = enabled(context.settings, source_names)
+    except (ValueError, CopyError) as error:
+        raise click.UsageError(str(error)) from None
+    if not chosen:
+        raise click.UsageError("no enabled destination has copy_from set: give --from NAME and --to NAME")
+    if not names:
+        raise click.UsageError("no source is enabled in the configuration (see [sources] in examples/runner.toml)")
+    engine = job_engine(context)
+    runs = []
+    for route in chosen:
+        for name in names:
+            runs.append(("copy", copy(context.settings, engine, route, name)))
+            record_runs(context.settings, runs[-1:])
     finish(context, runs, as_json)

@@ -1,29 +1,38 @@
-"""Alerts: decided after every run, written to the log, mailed over SMTP, and pinged.
+"""Alerts: decided after every run, written to the log, mailed over SMTP and sent through Apprise.
 
 A problem (a failing job, a put-off backup, a source past its RPO, a restore test failed or overdue,
 a runner unit that failed without reporting) is announced once when it starts and once when it is
-resolved, however many runs it lasts: open problems are kept in the history. One whose mail could
-not be sent stays marked unmailed and goes out with the next report. A backup whose size jumps is
-announced each time it happens. When the history itself cannot be used, every failure is mailed
-anyway, with an alert about the history: sending never depends on recording.
+resolved, however many runs it lasts: open problems are kept in the history. One that could not be
+sent on a channel (the mail, an Apprise target) stays marked unmailed and goes out on that channel
+with the next report. A backup whose size jumps is announced each time it happens. When the history
+itself cannot be used, every failure is sent anyway, with an alert about the history: sending never
+depends on recording.
 """
 
 from __future__ import annotations
 
+import functools
 import smtplib
 import socket
 import sqlite3
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 
-import requests
 from loguru import logger
 
 from runner.logs import mask
+from runner.monitoring import notify
 from runner.monitoring.history import History, open_history
-from runner.monitoring.status import RepositoryStatus, overview, size_change
+from runner.monitoring.status import (
+    RepositoryStatus,
+    overview,
+    recovery_kind,
+    restore_test_allowance,
+    size_change,
+)
 from runner.results import RunResult, Status
 from runner.secrets.catalog import smtp_credentials_file
 from runner.secrets.files import SecretFileError, check_secret_file
@@ -130,12 +139,12 @@ def _restore_test_due(settings: Settings, state: RepositoryStatus, problems: _Pr
     if not state.restore_test_overdue:
         problems.resolve(key, "a restore test passed")
         return
-    every = settings.monitoring.restore_test_every / 86400
+    every = restore_test_allowance(settings) / 86400
     last = (f"the last passed one ran {state.last_restore_test_at:%Y-%m-%d}"
             if state.last_restore_test == "ok" and state.last_restore_test_at else "none has passed yet")
     problems.open(key, "restore test overdue", (state.source, state.destination),
                   f"no restore test passed in the last {every:g} days ({last}): run "
-                  f"`runner exec restore-test {state.source}`")
+                  f"`runner exec restore-test {state.source} --destination {state.destination}`")
 
 
 def _success_rate(settings: Settings, state: RepositoryStatus, problems: _Problems) -> None:
@@ -166,7 +175,8 @@ def _overdue(settings: Settings, history: History, state, now: datetime) -> bool
     """Past the RPO, counting a never-successful source from its first run."""
     if state.last_success:
         return True
-    first = history.runs(kind="backup", source=state.source, destination=state.destination)
+    first = history.runs(kind=recovery_kind(settings, state.destination), source=state.source,
+                         destination=state.destination)
     return bool(first) and (now - first[-1].started_at).total_seconds() > settings.monitoring.rpo
 
 
@@ -241,15 +251,64 @@ def unit_failed(settings: Settings, unit: str, within: int) -> list[Alert]:
 
 
 def delivered(settings: Settings, history: History | None, alerts: list[Alert]) -> bool:
-    """Send the alerts; mark the problems they announce as mailed once they went out."""
-    if not send(settings, alerts):
-        return False
+    """Send the alerts on every channel: mail, and each Apprise target of alerts.apprise_urls_file. A
+    problem is noted as delivered on each channel it went out on, and as mailed (not to be resent)
+    once every channel has it; a channel that failed gets it again with the next report. One channel
+    failing never stops the others. True when every channel has every alert."""
+    if not alerts:
+        return True
     keys = [alert.key for alert in alerts if alert.key]
+    done: dict[str, set[str]] = {}
     if history is not None and keys:
+        try:
+            done = history.delivered_on(keys)
+        except HISTORY_ERRORS as error:
+            logger.error("could not read from the history where the alerts went out already: {}", error)
+    complete = True
+    for channel, deliver in _channels(settings):
+        batch = [alert for alert in alerts if channel not in done.get(alert.key, set())]
+        if not batch:
+            continue
+        if not deliver(batch):
+            complete = False
+            continue
+        for alert in batch:
+            done.setdefault(alert.key, set()).add(channel)
+        if history is not None and (sent := [alert.key for alert in batch if alert.key]):
+            try:
+                history.mark_delivered(sent, channel)
+            except HISTORY_ERRORS as error:
+                logger.error("could not note in the history that the alerts went out on {}: {}", channel, error)
+    if history is not None and keys and complete:
         try:
             history.mark_mailed(keys)
         except HISTORY_ERRORS as error:
             logger.error("could not note in the history that the alerts were mailed: {}", error)
+    return complete
+
+
+def _channels(settings: Settings) -> list[tuple[str, Callable[[list[Alert]], bool]]]:
+    """(name, deliver) for the mail and each Apprise target; an unreadable URLs file is one failing channel."""
+    channels: list[tuple[str, Callable[[list[Alert]], bool]]] = [("mail", lambda batch: send(settings, batch))]
+    try:
+        found = notify.targets(settings)
+    except (OSError, SecretFileError) as error:
+        def unreadable(batch: list[Alert], reason: str = str(error)) -> bool:
+            logger.error("could not send {} alert(s) through Apprise: {} (they go out again with the next report)",
+                         len(batch), reason)
+            return False
+        return [*channels, ("apprise", unreadable)]
+    return channels + [(target.channel, functools.partial(_notify, target)) for target in found]
+
+
+def _notify(target: notify.Target, alerts: list[Alert]) -> bool:
+    for alert in alerts:
+        reason = notify.send(target, alert.subject, _text(alert), alert.event)
+        if reason:
+            logger.error("could not send {} alert(s) to {}: {} (they go out again with the next report)",
+                         len(alerts), target.label, reason)
+            return False
+    logger.info("sent {} alert(s) to {}", len(alerts), target.label)
     return True
 
 
@@ -284,21 +343,14 @@ def _mail(settings: Settings, alert: Alert) -> EmailMessage:
     mail["Subject"] = alert.subject
     mail["From"] = settings.alerts.email_from
     mail["To"] = ", ".join(settings.alerts.email_to)
-    mail.set_content(
-        f"{alert.event}: {alert.kind}\n\nsource:      {alert.source}\ndestination: {alert.destination}\n"
-        f"host:        {socket.gethostname()}\ntime:        {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\n"
-        f"{mask(alert.message)}\n\n`runner status` shows the state of every source; "
-        "the runbook is docs/disaster-recovery.md.\n")
+    mail.set_content(_text(alert))
     return mail
 
 
-def ping(settings: Settings, runs: list[tuple[str, RunResult]]) -> None:
-    """The dead man's switch: one URL after a clean run, another after a failed one."""
-    failed = any(result.status.is_failure for _, result in runs)
-    url = settings.alerts.failure_ping_url if failed else settings.alerts.success_ping_url
-    if not url or not runs:
-        return
-    try:
-        requests.get(url, timeout=10).raise_for_status()
-    except requests.RequestException as error:
-        logger.warning("ping to {} failed: {}", url, error)
+def _text(alert: Alert) -> str:
+    """What a mail or a notification says about the alert."""
+    return (f"{alert.event}: {alert.kind}\n\nsource:      {alert.source}\ndestination: {alert.destination}\n"
+            f"host:        {socket.gethostname()}\ntime:        {datetime.now(UTC):%Y-%m-%d %H:%M} UTC\n\n"
+            f"{mask(alert.message)}\n\n`runner status` shows the state of every source; "
+            "the runbook is docs/disaster-recovery.md.\n")
+

@@ -77,6 +77,11 @@ MIGRATIONS = [
     -- an open alert whose mail could not be sent is sent again with the next report
     ALTER TABLE open_alerts ADD COLUMN mailed INTEGER NOT NULL DEFAULT 1;
     """,
+    """
+    -- the channels (mail, apprise-<line>) an unmailed alert already went out on: only the others retry it;
+    -- mailed is set once every channel has it
+    ALTER TABLE open_alerts ADD COLUMN delivered TEXT NOT NULL DEFAULT '';
+    """,
 ]
 
 
@@ -186,6 +191,20 @@ class History:
     def mark_mailed(self, keys: list[str]) -> None:
         with closing(self._connect()) as connection, connection:
             connection.executemany("UPDATE open_alerts SET mailed = 1 WHERE key = ?", [(key,) for key in keys])
+
+    def delivered_on(self, keys: list[str]) -> dict[str, set[str]]:
+        """The channels each of these open problems already went out on."""
+        with closing(self._connect()) as connection:
+            marks = ",".join("?" * len(keys))
+            rows = connection.execute(f"SELECT key, delivered FROM open_alerts WHERE key IN ({marks})", keys).fetchall()
+        return {key: set(delivered.split()) for key, delivered in rows}
+
+    def mark_delivered(self, keys: list[str], channel: str) -> None:
+        """Note that these open problems went out on this channel."""
+        delivered = self.delivered_on(keys)
+        with closing(self._connect()) as connection, connection:
+            connection.executemany("UPDATE open_alerts SET delivered = ? WHERE key = ?",
+                                   [(" ".join(sorted(seen | {channel})), key) for key, seen in delivered.items()])
 
     # Invocations: which systemd unit started the runner, and whether the runner got to report.
     def start_invocation(self, unit: str, command: str) -> int:

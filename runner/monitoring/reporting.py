@@ -1,4 +1,4 @@
-"""What follows every command that ran jobs: recording the runs, alerts, metrics, dashboard, ping.
+"""What follows every command that ran jobs: recording the runs, alerts, metrics, dashboard.
 
 None of it may keep the others from happening: a history that cannot be written still lets the
 alerts go out (undeduplicated, with an alert about the history), and the command's exit code and
@@ -29,7 +29,7 @@ def record(settings: Settings, runs: list[tuple[str, RunResult]]) -> None:
 
 def report(settings: Settings, runs: list[tuple[str, RunResult]], unit: str = "") -> History | None:
     """Decide and send the alerts for these runs (and any source past its RPO or overdue for a restore
-    test), then refresh the metrics and the dashboard, and ping. Returns the history, None when it
+    test), then refresh the metrics and the dashboard. Returns the history, None when it
     cannot be used. Nothing here raises: the runs are done."""
     history: History | None
     try:
@@ -41,7 +41,6 @@ def report(settings: Settings, runs: list[tuple[str, RunResult]], unit: str = ""
     alerts.delivered(settings, history, decided)
     if history is not None:
         _refresh(settings, history)
-    alerts.ping(settings, runs)
     return history
 
 
