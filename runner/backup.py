@@ -13,6 +13,7 @@ from loguru import logger
 
 from runner.destinations import Destination, init_hint
 from runner.engine import Engine
+from runner.hooks import HookError, SourceHooks
 from runner.locking import skipped_message, source_lock
 from runner.quota import LedgerError, ledger
 from runner.repository import Repository, RepositoryError, opened, reached, stored_figures
@@ -24,16 +25,38 @@ from runner.units import size_text
 
 
 def back_up(settings: Settings, engine: Engine, source: Source, destinations: list[Destination]) -> list[RunResult]:
-    """Stage the source once (holding its lock) and back it up to each destination."""
-    results: list[RunResult] | None = None
+    """Holding the source's lock: its before hooks, the source staged once and backed up to each destination,
+    then its on_error and after hooks (runner/hooks.py), which run whatever happened before them."""
     try:
         with source_lock(settings, source.NAME) as held:
             if not held:
                 return [RunResult(source.NAME, d.name, Status.SKIPPED, skipped_message(settings))
                         for d in destinations]
-            source.preflight(settings, engine)
-            with source.prepare(settings, engine) as payload:
-                results = [_to_destination(settings, engine, source, payload, d) for d in destinations]
+            hooks = SourceHooks(settings, engine, source.NAME)
+            results: list[RunResult] | None = None
+            try:
+                hooks.recover()
+                hooks.before()
+                results = _staged_and_uploaded(settings, engine, source, destinations)
+            except HookError as error:
+                results = [RunResult(source.NAME, d.name, Status.FAILED, f"{source.NAME}: {error}")
+                           for d in destinations]
+            finally:  # also when the runner is stopped (SIGTERM) or a bug raised: containers are started again
+                problems = hooks.finish(failed=results is None or any(r.status.is_failure for r in results))
+            return _with_hooks(results, problems, hooks.notes)
+    except Exception as error:  # contained: this source fails, the next one runs
+        problem = unexpected(error)
+        logger.error("{}: {}", source.NAME, problem)
+        return [RunResult(source.NAME, d.name, Status.FAILED, f"{source.NAME}: {problem}") for d in destinations]
+
+
+def _staged_and_uploaded(settings: Settings, engine: Engine, source: Source,
+                         destinations: list[Destination]) -> list[RunResult]:
+    results: list[RunResult] | None = None
+    try:
+        source.preflight(settings, engine)
+        with source.prepare(settings, engine) as payload:
+            results = [_to_destination(settings, engine, source, payload, d) for d in destinations]
     except Exception as error:  # contained: this source fails, the next one runs
         problem = str(error) if isinstance(error, SourceError) else unexpected(error)
         if results is not None:  # the uploads are done; only cleaning up the staging failed
@@ -41,6 +64,19 @@ def back_up(settings: Settings, engine: Engine, source: Source, destinations: li
             return results
         logger.error("{}: {}", source.NAME, problem)
         return [RunResult(source.NAME, d.name, Status.FAILED, f"{source.NAME}: {problem}") for d in destinations]
+    return results
+
+
+def _with_hooks(results: list[RunResult], problems: list[str], notes: list[str]) -> list[RunResult]:
+    """The results, each failed when an on_error or after hook failed (a snapshot may be stored, but a
+    service may be left down or unresumed), with what the hooks had to say."""
+    for result in results:
+        if notes:
+            result.message += f" ({'; '.join(notes)})"
+        if problems:
+            stored = f"snapshot {result.snapshot_id[:8]} was stored, but " if result.snapshot_id else ""
+            result.status = Status.FAILED if result.status is not Status.SKIPPED else result.status
+            result.message += f"; {stored}{'; '.join(problems)}"
     return results
 
 

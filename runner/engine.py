@@ -392,9 +392,23 @@ class Engine:
         return ContainerStatus(name, True, state.get("Status", ""), health,
                                {net: info.get("IPAddress", "") for net, info in networks.items()})
 
-    def exec_in(self, name: str, argv: list[str], user: str = "", on_stdout=None) -> ExecResult:
+    def stop_container(self, name: str, timeout: int) -> None:
+        """Stop a service's container (not a job's), giving it `timeout` seconds before it is killed."""
+        try:
+            self.client.containers.get(name).stop(timeout=timeout)
+        except (APIError, requests.RequestException) as error:
+            raise JobError(f"could not stop container {name}: {_explained(error)}") from None
+
+    def start_container(self, name: str) -> None:
+        try:
+            self.client.containers.get(name).start()
+        except (APIError, requests.RequestException) as error:
+            raise JobError(f"could not start container {name}: {_explained(error)}") from None
+
+    def exec_in(self, name: str, argv: list[str], user: str = "", on_stdout=None,
+                stderr_level: str = "INFO") -> ExecResult:
         """Run argv inside a running service container. stdout goes to on_stdout (chunks) when
-        given, else it is kept; stderr is logged and its tail kept."""
+        given, else it is kept; stderr is logged (at stderr_level) and its tail kept."""
         container = self.client.containers.get(name)
         client = container.client
         assert client is not None  # a container fetched from the API carries its client
@@ -423,7 +437,7 @@ class Engine:
                 *lines, pending = pending.split(b"\n")
                 for line in lines:
                     text = line.decode("utf-8", "replace")
-                    logger.info("[exec {}] {}", name, text)
+                    logger.log(stderr_level, "[exec {}] {}", name, text)
                     stderr_tail.append(text)
         if pending:
             stderr_tail.append(pending.decode("utf-8", "replace"))
@@ -668,6 +682,10 @@ def _lines(frames: Iterator[bytes]) -> Iterator[str]:
             yield line.decode("utf-8", "replace").rstrip("\r")
     if pending:
         yield pending.decode("utf-8", "replace")
+
+
+def _explained(error: Exception) -> str:
+    return str(getattr(error, "explanation", None) or error)
 
 
 def _is_timeout(error: Exception) -> bool:

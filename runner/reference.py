@@ -10,7 +10,15 @@ from pathlib import Path
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
-from runner.settings import DestinationConfig, Settings, SourceSettings, parse_duration, parse_size
+from runner.settings import (
+    DestinationConfig,
+    Hook,
+    HookSettings,
+    Settings,
+    SourceSettings,
+    parse_duration,
+    parse_size,
+)
 
 HEADER = """# Configuration reference
 
@@ -33,6 +41,8 @@ def _type(annotation, metadata=()) -> str:
         return "duration"
     if parse_size in validators:
         return "size"
+    if annotation == Hook:
+        return "hook (a table with a `kind`)"
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin is typing.Annotated:
         return _type(args[0], args[1:])
@@ -42,6 +52,8 @@ def _type(annotation, metadata=()) -> str:
         return "one of " + ", ".join(f"`{arg}`" for arg in args)
     if origin is list:
         return f"list of {_type(args[0])}"
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return "section"
     return _NAMES.get(annotation, getattr(annotation, "__name__", str(annotation)))
 
 
@@ -82,9 +94,21 @@ def render() -> str:
             for source, source_field in SourceSettings.model_fields.items():
                 out += [f"## `[sources.{source}]`", "", source_field.description or "", "",
                         *_table(source_field.annotation, ""), ""]
+            out += _hooks()
         else:
             out += [f"## `[{name}]`", "", field.description or "", "", *_table(annotation, ""), ""]
     return "\n".join(out).rstrip() + "\n"
+
+
+def _hooks() -> list[str]:
+    out = ["## `[sources.<name>.hooks]`", "", "Every source has hooks: lists of hooks run around its backup "
+           "(docs/sources.md, Hooks). Each hook is a table whose `kind` says what it is.", "",
+           *_table(HookSettings, ""), ""]
+    for kind in typing.get_args(typing.get_args(Hook)[0]):
+        tag = typing.get_args(kind.model_fields["kind"].annotation)[0]
+        out += [f"### `kind = \"{tag}\"`", "", kind.model_fields["kind"].description or "", "",
+                *_table(kind, ""), ""]
+    return out
 
 
 def path() -> Path:
