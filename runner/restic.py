@@ -141,6 +141,13 @@ def dump(repo: Repository, snapshot: str, path: str) -> list[str]:
     return ["restic", *global_args(repo), "--no-lock", "dump", snapshot, path]
 
 
+def copy(repo: Repository, origin: str, origin_password_file: str, retry_lock: int | None = None) -> list[str]:
+    """Copy into `repo` every snapshot of the repository at `origin` that `repo` does not hold yet (restic
+    compares their contents, not their ids). Extended options and bandwidth limits apply to both repositories."""
+    return ["restic", *global_args(repo), *_retry(retry_lock), "copy", "--from-repo", origin,
+            "--from-password-file", origin_password_file]
+
+
 def include_pattern(path: str, prefix: bool = False) -> str:
     """A `restore --include` pattern for exactly this path inside a snapshot (a directory with everything
     under it); with `prefix`, for every path that starts with it. Pattern characters in names are escaped."""
@@ -257,10 +264,17 @@ class Snapshot:
     paths: tuple[str, ...] = ()
     hostname: str = ""
     size: int | None = None  # bytes the backup read (restic >= 0.17 records it in the snapshot's summary)
+    original: str | None = None  # a copy's (restic copy): the id of the snapshot the backup made
 
     @property
     def short_id(self) -> str:
         return self.id[:8]
+
+    @property
+    def backup_id(self) -> str:
+        """The id the backup gave this snapshot. `restic copy` gives a copy an id of its own and records the
+        first one as `original`; a manifest's for:<id> tag names the backup's, in every repository."""
+        return self.original or self.id
 
     def tag_value(self, prefix: str) -> str | None:
         """The rest of the first tag starting with `prefix` ('for:' -> the id a manifest belongs to)."""
@@ -303,6 +317,10 @@ class Node:
     path: str
     type: str  # "file", "dir", "symlink", ...
     size: int | None = None
+    mode: int | None = None  # permission bits as chmod takes them (0o4755), from restic's Go file mode
+    uid: int | None = None
+    gid: int | None = None
+    mtime: str = ""
 
 
 @dataclass(frozen=True)
@@ -347,8 +365,11 @@ def _snapshot(document: Any) -> Snapshot:
     size = None
     if data.get("summary") is not None:  # absent in snapshots made by restic < 0.17
         size = _require(data["summary"], {"total_bytes_processed": int}, "snapshot summary")["total_bytes_processed"]
+    original = data.get("original")
+    if original is not None and not isinstance(original, str):
+        raise OutputError("snapshot: 'original' is not an id")
     return Snapshot(data["id"], data["time"], tuple(data.get("tags") or ()), tuple(data.get("paths") or ()),
-                    data.get("hostname", ""), size)
+                    data.get("hostname", ""), size, original)
 
 
 def parse_snapshots(lines: Iterable[str]) -> list[Snapshot]:
@@ -418,8 +439,21 @@ def parse_ls(lines: Iterable[str]) -> list[Node]:
     nodes = []
     for value in values[1:]:
         data = _require(value, {"path": str, "type": str}, "ls node")
-        nodes.append(Node(data["path"], data["type"], data.get("size")))
+        for key in ("mode", "uid", "gid"):
+            if key in data and not isinstance(data[key], int):
+                raise OutputError(f"ls node {data['path']}: {key} is not a number")
+        mode = _chmod_bits(data["mode"]) if "mode" in data else None
+        nodes.append(Node(data["path"], data["type"], data.get("size"), mode, data.get("uid"), data.get("gid"),
+                          str(data.get("mtime", ""))))
     return nodes
+
+
+# Go's os.FileMode keeps the setuid, setgid and sticky bits apart from the permission bits.
+_GO_SPECIAL_BITS = {1 << 23: 0o4000, 1 << 22: 0o2000, 1 << 20: 0o1000}
+
+
+def _chmod_bits(go_mode: int) -> int:
+    return (go_mode & 0o777) | sum(bits for go_bit, bits in _GO_SPECIAL_BITS.items() if go_mode & go_bit)
 
 
 def parse_locks(lines: Iterable[str]) -> list[Lock]:

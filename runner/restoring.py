@@ -54,6 +54,32 @@ def destination_for(settings: Settings, name: str | None) -> Destination:
     return chosen[0]
 
 
+def restore_test_destination(settings: Settings, source: str, forced: str | None = None) -> Destination:
+    """Where `source`'s restore test reads from: `forced` (--destination) when given; else, of the rotation
+    (restore_tests.destination alone when it is set, else every enabled destination), the one whose last
+    restore test of the source is the oldest, from the run history (never tested first). When the history
+    cannot be read, the first of the rotation (the history's own problem is alerted)."""
+    from runner.monitoring.alerts import HISTORY_ERRORS
+    from runner.monitoring.history import open_history
+    from runner.monitoring.status import next_restore_test, restore_test_rotation
+
+    if forced:
+        return destination_for(settings, forced)
+    rotation = restore_test_rotation(settings)
+    if not rotation:
+        raise RestoreError("no destination is enabled")
+    try:
+        runs = open_history(settings.paths.state_dir).runs(kind="restore-test", source=source)
+    except (*HISTORY_ERRORS, RuntimeError) as error:
+        logger.error("the run history cannot be read, so the restore test of {} reads from {}, the first "
+                     "destination: {}", source, rotation[0], error)
+        return destination_for(settings, rotation[0])
+    last: dict[str, datetime] = {}
+    for run in runs:  # newest first
+        last.setdefault(run.destination, run.ended_at)
+    return destination_for(settings, next_restore_test(rotation, last))
+
+
 @dataclass(frozen=True)
 class RestoreRequest:
     """What a person asked `runner restore <source>` for: the common options, and the source's own."""
@@ -273,7 +299,7 @@ def listing(settings: Settings, engine: Engine, destination: Destination, source
     except RepositoryError as error:
         return Listing(source, destination.name, destination.describe(source), error=str(error))
     manifests = {snapshot.tag_value("for:"): snapshot for snapshot in found if snapshot.tag_value("for:")}
-    rows = [Listed(snapshot, manifests.get(snapshot.id), tested.get((source, destination.name, snapshot.id)))
+    rows = [Listed(snapshot, manifests.get(snapshot.backup_id), tested.get((source, destination.name, snapshot.id)))
             for snapshot in sorted(found, key=lambda snapshot: snapshot.time) if not snapshot.tag_value("for:")]
     return Listing(source, destination.name, location, tuple(rows),
                    tuple(sorted(manifests.values(), key=lambda snapshot: snapshot.time)))

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 
@@ -37,9 +38,8 @@ class RepositoryStatus:
     last_restore_test: str | None
     last_restore_test_at: datetime | None
     last_restore_test_seconds: float | None
-    # on the destination the restore tests read from: no restore test passed within
-    # monitoring.restore_test_every (of the last passed one, or of the first good backup);
-    # None elsewhere: the tests do not read from there
+    # on a destination of the restore tests' rotation: no restore test passed within restore_test_allowance
+    # (of the last passed one, or of the first good backup); None elsewhere: the tests do not read from there
     restore_test_overdue: bool | None = None
     # backups that succeeded, of those that ran, over the last 30 and 90 days (None: none ran)
     success_rate_30d: float | None = None
@@ -78,17 +78,40 @@ def success_rate(backups: list[Run], now: datetime, days: int) -> float | None:
     return round(sum(run.status == OK for run in ran) / len(ran), 4) if ran else None
 
 
-def restore_test_destination(settings: Settings) -> str | None:
-    """The destination the restore tests read from: restore_tests.destination, else the first enabled."""
+def recovery_kind(settings: Settings, destination: str) -> str:
+    """The runs that put recovery points on a destination: 'copy' where it is filled by copying (copy_from),
+    else 'backup'."""
+    config = settings.destinations.get(destination)
+    return "copy" if config is not None and config.copy_from else "backup"
+
+
+def restore_test_rotation(settings: Settings) -> list[str]:
+    """The destinations the restore tests read from, in turn: restore_tests.destination alone when it is set,
+    else every enabled destination."""
     if settings.restore_tests.destination:
-        return settings.restore_tests.destination
-    return next((destination.name for destination in configured(settings)), None)
+        return [settings.restore_tests.destination]
+    return [destination.name for destination in configured(settings)]
+
+
+def restore_test_allowance(settings: Settings) -> float:
+    """Seconds a destination of the rotation may go without a passed restore test of a source: the tests visit
+    each destination in turn, so each is due once per monitoring.restore_test_every times their number."""
+    return settings.monitoring.restore_test_every * max(1, len(restore_test_rotation(settings)))
+
+
+def next_restore_test(rotation: list[str], last_tested: Mapping[str, datetime]) -> str:
+    """Of the rotation's destinations, the one whose last restore test of a source (any outcome) is the oldest;
+    one never tested comes first; a tie goes to the first in configuration order."""
+    if not rotation:
+        raise ValueError("no destination to restore-test from")
+    never = datetime.min.replace(tzinfo=UTC)
+    return min(rotation, key=lambda name: last_tested.get(name, never))
 
 
 def repository_status(settings: Settings, history: History, source: str, destination: str,
                       now: datetime | None = None) -> RepositoryStatus:
     now = now or datetime.now(UTC)
-    backups = history.runs(kind="backup", source=source, destination=destination)
+    backups = history.runs(kind=recovery_kind(settings, destination), source=source, destination=destination)
     successes = [run for run in backups if run.status in RECOVERY_POINT]
     last, previous = (successes + [None, None])[:2]
     age = (now - last.ended_at).total_seconds() / 3600 if last else None
@@ -96,11 +119,11 @@ def repository_status(settings: Settings, history: History, source: str, destina
     sized = next((run for run in history.runs(source=source, destination=destination) if run.stored_bytes), None)
     tests = history.runs(kind="restore-test", source=source, destination=destination)
     overdue = None
-    if destination == restore_test_destination(settings):
-        # due every restore_test_every since the last passed test, or else since the first good backup
+    if destination in restore_test_rotation(settings):
+        # due once per round of the rotation since the last passed test, or else since the first good backup
         passed = next((run for run in tests if run.status == OK), None)
         since = passed.ended_at if passed else successes[-1].ended_at if successes else None
-        overdue = since is not None and (now - since).total_seconds() > settings.monitoring.restore_test_every
+        overdue = since is not None and (now - since).total_seconds() > restore_test_allowance(settings)
     rate_30d = success_rate(backups, now, 30)
     return RepositoryStatus(
         source=source, destination=destination,

@@ -17,10 +17,11 @@ MiB = 1024 * 1024
 
 
 def settings_for(tmp_path) -> Settings:
-    """Every source on three destinations (all local directories: only their names show)."""
+    """Every source on three destinations (all local directories: only their names show). The restore tests visit
+    the three in turn: each is due every 3 x 10 days."""
     return Settings(paths={"state_dir": tmp_path / "state"},
                     destinations={name: {"kind": "local", "path": str(tmp_path / name)} for name in DESTINATIONS},
-                    sources={"files": {"paths": [str(tmp_path)]}})
+                    sources={"files": {"paths": [str(tmp_path)]}}, monitoring={"restore_test_every": 10 * 86400})
 
 
 def nights(history: History, source: str, destination: str, statuses: list[Status], size: int,
@@ -55,6 +56,10 @@ def realistic_history(settings: Settings) -> History:
     nights(history, "vault", "gdrive", [*ok[:-1], Status.DEFERRED], int(1.2 * MiB))
     nights(history, "postgres", "gdrive", [*ok[:-1], Status.TIMED_OUT], int(360.1 * MiB), last=timedelta(days=3))
     nights(history, "minio", "gdrive", [*ok[:-1], Status.SKIPPED], 2 * 1024 * MiB)
+    for source, destination, days in (("vault", "nas", 12), ("postgres", "nas", 12), ("minio", "nas", 12),
+                                      ("vault", "gdrive", 25), ("minio", "gdrive", 25)):  # postgres: overdue there
+        history.record("restore-test", RunResult(source, destination, Status.OK, "restored", duration=300),
+                       ended_at=now - timedelta(days=days))
     return history
 
 
@@ -93,6 +98,7 @@ def test_status_fits_80_columns_and_cuts_nothing(tmp_path):
     assert found["postgres", "local"].split()[2:] == ["attention", "42", "min", "ago", "ok", "360.1", "MiB", "100%",
                                                      "overdue"]
     assert "1023.9 KiB" in found["files", "local"] and "failed" in found["files", "local"]
+    assert found["postgres", "nas"].split()[-1] == "ok" and found["postgres", "gdrive"].split()[-1] == "overdue"
     # one failure in 30 nights, rounded down
     assert "96.6%" in found["postgres", "nas"]
     assert "0%" in found["files", "nas"] and "never" in found["files", "nas"]
@@ -116,7 +122,10 @@ def test_status_wide_has_every_column_on_one_line_per_repository(tmp_path):
     assert "destination unavailable" in found["vault", "nas"] and "past" in found["vault", "nas"]
     assert "none yet, overdue" in found["postgres", "local"]
     assert "restore mismatch" in found["files", "local"] and "20 s, overdue" in found["files", "local"]
-    assert found["postgres", "nas"].split()[-3:-1] == ["96.6%", "97.5%"]  # one failure in 30 and in 40 nights
+    assert found["postgres", "nas"].split()[-6:-4] == ["96.6%", "97.5%"]  # one failure in 30 and in 40 nights
+    # each destination's own last restore test: the tests visit them in turn
+    tested = (datetime.now(UTC) - timedelta(days=12)).date().isoformat()
+    assert f"ok {tested}, 5 min" in found["vault", "nas"] and "none yet, overdue" in found["postgres", "gdrive"]
 
 
 def test_status_json_keeps_its_fields_and_has_the_rates(tmp_path):

@@ -19,7 +19,7 @@ def show_snapshot(request: ShowRequest) -> Contents:
         raise RestoreError("--prefix applies to MinIO and plain files snapshots, not to PostgreSQL")
     repository, snapshot = request.repository, request.snapshot
     try:
-        sidecar = repository.find(f"for:{snapshot.id}")
+        sidecar = repository.find(f"for:{snapshot.backup_id}")
     except SnapshotNotFound:
         raise RestoreError(f"{NAME} snapshot {snapshot.short_id} has no manifest beside it, so what it holds is "
                            f"known only by restoring it (e.g. `runner restore postgres --snapshot {snapshot.short_id} "

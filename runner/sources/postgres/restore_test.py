@@ -24,7 +24,7 @@ def restore_test(trial: Trial) -> Verified:
     with trial.repository() as repository:
         snapshot = repository.find(NAME)
         try:
-            sidecar = repository.find(f"for:{snapshot.id}")
+            sidecar = repository.find(f"for:{snapshot.backup_id}")
         except SnapshotNotFound:
             raise Mismatch(f"snapshot {snapshot.short_id} has no manifest to compare with") from None
         with phases.timed("fetch"):
