@@ -167,7 +167,8 @@ def _run_backup(source: Source, payload: Payload, repository: Repository) -> Run
         with companion or nullcontext():
             stored = repository.backup(tags=[name], paths=payload.paths, command=payload.command,
                                        filename=payload.filename, excludes=payload.excludes, mounts=payload.mounts,
-                                       networks=payload.networks, env=payload.env)
+                                       networks=payload.networks, env=payload.env,
+                                       capabilities=payload.capabilities)
     except RepositoryError as error:
         if companion is not None and companion.problem:
             error.message += f" ({companion.problem})"

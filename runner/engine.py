@@ -67,6 +67,9 @@ SENSITIVE_TREES = (
     "/run/user/*/podman", "/run/user/*/containers", "/run/user/*/libpod", "/run/user/*/bus", "/run/user/*/systemd",
     "/var/lib/containers", "/var/lib/docker", "/home/*/.local/share/containers", "/home/*/.config/containers",
 )
+# The capabilities a job may be given back: reading every file whatever its permissions (the files source
+# reads configuration such as root's 0600 files; the mounts are read-only, so it can change nothing).
+JOB_CAPABILITIES = frozenset({"DAC_READ_SEARCH"})
 # What the entrypoint of an image that starts as root (the official postgres image's contract) needs before
 # it drops to its own user: to hand the data directory to that user (CHOWN, DAC_OVERRIDE, FOWNER), and to
 # switch to it (SETGID, SETUID). A service whose image starts as a user gets no capability at all.
@@ -109,6 +112,7 @@ class JobSpec:
     labels: Mapping[str, str] = field(default_factory=dict)
     user: str | None = None  # None: settings.jobs.user
     entrypoint: tuple[str, ...] | None = None  # None: the image's
+    capabilities: tuple[str, ...] = ()  # added back after every one is dropped; only JOB_CAPABILITIES
     hostname: str | None = None  # None: a new job host name (job_hostname)
     # Turns a stdout line into a progress message (or None): logged at INFO at most every PROGRESS_SECONDS, and a
     # bar on a terminal. A restic.Progress also gives the fraction done, or is the job's summary (final), which
@@ -194,6 +198,13 @@ def _resolved_tree(tree: str) -> str:
     return str(Path(*parts[:fixed]).resolve().joinpath(*parts[fixed:]))
 
 
+def check_capabilities(spec: JobSpec) -> None:
+    refused = sorted(set(spec.capabilities) - JOB_CAPABILITIES)
+    if refused:
+        raise JobError(f"job {spec.name}: refusing to give it {', '.join(refused)} (a job may get back only "
+                       f"{', '.join(sorted(JOB_CAPABILITIES))})")
+
+
 def check_no_secrets(spec: JobSpec) -> None:
     for what, text in [("command", " ".join(spec.argv)), *((f"environment {k}", v) for k, v in spec.env.items())]:
         if logs.contains_secret(text):
@@ -251,6 +262,8 @@ def container_options(spec: JobSpec, settings: Settings, name: str, deadline: fl
     }
     if spec.entrypoint is not None:
         options["entrypoint"] = list(spec.entrypoint)
+    if spec.capabilities:
+        options["cap_add"] = list(spec.capabilities)
     if jobs.userns:
         options["userns_mode"] = jobs.userns
     if jobs.memory_limit:
@@ -294,6 +307,14 @@ class Engine:
         self.client = podman.PodmanClient(base_url=settings.podman.url)
         self.sensitive = local_sensitive_trees(settings)
 
+    def data_refusal(self, path: Path) -> str | None:
+        """Why a source's own data path (sources.files.paths), mounted read-only into a job that may read every
+        file in it, must not be; None if it may. Beyond what any mount is refused: the runner's own secrets
+        (paths.secrets_dir, secrets.approle_dir), whole or inside the path."""
+        own = [glob.escape(str(p)) for p in (self.settings.paths.secrets_dir, self.settings.secrets.approle_dir)]
+        trees = tuple(dict.fromkeys([*self.sensitive, *own, *map(_resolved_tree, own)]))
+        return mount_refusal(Path(path).resolve(), trees)
+
     def ping(self) -> None:
         try:
             if self.client.ping():
@@ -311,6 +332,7 @@ class Engine:
     def run(self, spec: JobSpec) -> JobResult:
         spec = replace(spec, mounts=tuple(check_mount(mount, self.sensitive) for mount in spec.mounts))
         check_no_secrets(spec)
+        check_capabilities(spec)
         self.ping()
         image = spec.image or self.settings.images.tools
         if not self.image_exists(image):

@@ -127,9 +127,9 @@ class Repository:
 
     def _run(self, name: str, argv: Sequence[str], mounts: Iterable[Mount] = (), *, networks: Iterable[str] = (),
              env: Mapping[str, str] | None = None, progress: Callable[[str], str | None] | None = None,
-             entrypoint: tuple[str, ...] | None = None) -> JobResult:
+             entrypoint: tuple[str, ...] | None = None, capabilities: tuple[str, ...] = ()) -> JobResult:
         spec = dataclasses.replace(self.job(name, argv, mounts, networks, env), progress=progress,
-                                   entrypoint=entrypoint)
+                                   entrypoint=entrypoint, capabilities=capabilities)
         result = self.engine.run(spec)
         if not result.ok:
             raise self.failure(result)
@@ -282,7 +282,7 @@ class Repository:
     def backup(self, *, tags: Sequence[str], paths: Sequence[str] = (), command: Sequence[str] = (),
                filename: str = "", excludes: Sequence[str] = (), mounts: Iterable[Mount] = (),
                networks: Iterable[str] = (), env: Mapping[str, str] | None = None,
-               host: str | None = None) -> StoredBackup:
+               host: str | None = None, capabilities: Sequence[str] = ()) -> StoredBackup:
         """One snapshot of `paths`, or of `command`'s output saved as `filename`, recorded as taken on
         `host` (default: restic.host)."""
         host, retry = host or self.settings.restic.host, self.settings.locks.retry_lock
@@ -291,7 +291,8 @@ class Repository:
                                               retry_lock=retry)
         else:
             argv = restic.backup(self._restic, paths, host=host, tags=tags, excludes=excludes, retry_lock=retry)
-        result = self._run("backup", argv, mounts, networks=networks, env=env, progress=restic.backup_progress)
+        result = self._run("backup", argv, mounts, networks=networks, env=env, progress=restic.backup_progress,
+                           capabilities=tuple(capabilities))
         return StoredBackup(self._parsed(restic.parse_backup, result.stdout, "backup summary"), result.duration)
 
     def after_backup(self, snapshot_id: str, sidecar: Path | None,

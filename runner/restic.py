@@ -321,6 +321,7 @@ class Node:
     uid: int | None = None
     gid: int | None = None
     mtime: str = ""
+    ctime: str = ""  # changes with the content, the mode or the owner: what tells an unchanged original
 
 
 @dataclass(frozen=True)
@@ -444,7 +445,7 @@ def parse_ls(lines: Iterable[str]) -> list[Node]:
                 raise OutputError(f"ls node {data['path']}: {key} is not a number")
         mode = _chmod_bits(data["mode"]) if "mode" in data else None
         nodes.append(Node(data["path"], data["type"], data.get("size"), mode, data.get("uid"), data.get("gid"),
-                          str(data.get("mtime", ""))))
+                          str(data.get("mtime", "")), str(data.get("ctime", ""))))
     return nodes
 
 

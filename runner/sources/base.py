@@ -53,6 +53,7 @@ class Payload:
     excludes: tuple[str, ...] = ()
     networks: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
+    capabilities: tuple[str, ...] = ()  # the backup job's (engine.JOB_CAPABILITIES)
     # A host directory the backup job fills (e.g. a manifest of the dump); after a successful
     # snapshot it is backed up as a second snapshot tagged with the first one's id.
     sidecar: Path | None = None

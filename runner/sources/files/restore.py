@@ -11,8 +11,12 @@ from pathlib import Path, PurePosixPath
 import click
 
 from runner import restic
+from runner.repository import opened
+from runner.restic import Node, Snapshot
 from runner.restoring import RestoreError, RestoreRequest, fetched, put_in_place, refuse_non_empty
+from runner.sources.files.attributes import OwnersNotRestored, apply_attributes
 from runner.sources.files.backup import NAME, ROOT
+from runner.workspace import remove_tree
 
 RESTORE_OPTIONS = [
     click.Option(["--to-dir", "target"], required=True, type=click.Path(path_type=Path, file_okay=False),
@@ -39,7 +43,12 @@ def restore(request: RestoreRequest) -> str:
     refuse_non_empty(target, request.force)
     beside_target = target.parent / f".{target.name}.partial"  # moved into place, not copied
     includes = [restic.include_pattern(ROOT + path)] if path else []
+    listing = target.parent / f".{target.name}.listing"
     with fetched(request, NAME, beside_target, includes) as (snapshot, work):
+        try:
+            nodes = _listing(request, snapshot, listing)
+        finally:
+            remove_tree(listing)
         restored = work / ROOT.lstrip("/")
         wanted = restored / path.lstrip("/") if path else restored
         if not os.path.lexists(wanted):
@@ -49,10 +58,36 @@ def restore(request: RestoreRequest) -> str:
         tree = wanted.is_dir() and not wanted.is_symlink()
         files = sum(1 for each in wanted.rglob("*") if each.is_file() and not each.is_symlink()) if tree else 1
         aside = put_in_place(restored, target)
+    owners = _give_back_attributes(nodes, target, path)
     moved = f"The previous contents of {target} were moved to {aside} (nothing was deleted).\n" if aside else ""
     what = (f"{path} ({files} files)" if path
             else f"{files} files, each under its original path "
                  f"({', '.join(held.removeprefix(ROOT) for held in snapshot.paths)})")
     where = f"{target / path.lstrip('/')}" if path else str(target)
-    return (f"restored files snapshot {snapshot.short_id} of {snapshot.time[:19]} to {where}: {what}.\n{moved}"
+    return (f"restored files snapshot {snapshot.short_id} of {snapshot.time[:19]} to {where}: {what}, {owners}.\n"
+            f"{moved}"
             "Next: compare them with what is on the server and copy back what is missing or damaged.")
+
+
+def _listing(request: RestoreRequest, snapshot: Snapshot, work: Path) -> list[Node]:
+    """The snapshot's nodes with their owners and modes (`restic ls --json`)."""
+    with opened(request.settings, request.engine, request.destination, NAME) as repository:
+        return repository.ls(snapshot, work)
+
+
+def _give_back_attributes(nodes: list[Node], target: Path, path: str | None) -> str:
+    """The restored nodes (under `path` when given) with the owners and modes the snapshot recorded: what
+    restic's unprivileged job could not restore, and what moving the tree into place changed."""
+    chosen = [node for node in nodes if node.path.removeprefix(ROOT)  # /data itself is the target, not restored
+              and (path is None or _within(node.path.removeprefix(ROOT), path))]
+    moved = [Node(node.path.removeprefix(ROOT), node.type, node.size, node.mode, node.uid, node.gid)
+             for node in chosen]
+    try:
+        apply_attributes(moved, target)
+    except OwnersNotRestored as error:
+        return f"with their modes; owners not restored: {error}"
+    return "with their owners and modes"
+
+
+def _within(original: str, path: str) -> bool:
+    return original == path or original.startswith(path.rstrip("/") + "/")
