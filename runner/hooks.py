@@ -5,7 +5,8 @@ duration of the backup, and HTTP requests, before and after its backup. No host 
 started again when the backup ends, whatever its outcome, also when the runner is stopped (systemd's
 SIGTERM unwinds through `finish`). Which containers are down is written to a state file before each one
 is stopped, so that a runner killed outright leaves them listed: the next backup of the source starts
-them first, and says so. Then `on_error` (when the backup failed) and `after` run; their failures are
+them first, and says so (one that cannot be started stays listed, and fails each backup until it
+starts). Then `on_error` (when the backup failed) and `after` run; their failures are
 reported, never raised. Every hook has a time limit; each is one line in the log at INFO, its output at DEBUG.
 """
 
@@ -66,13 +67,20 @@ class SourceHooks:
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise HookError(f"{path}: unreadable list of containers stopped by an earlier backup ({error}); "
                             "start them by hand and delete the file") from None
+        started = []
         for name in names:
-            self.engine.start_container(name)
+            try:
+                self.engine.start_container(name)
+            except JobError as error:  # tried again when this backup ends, and reported then
+                logger.error("{}: {}, left stopped by the backup interrupted at {}", self.source, error, since)
+                self.stopped.append(name)
+                continue
+            started.append(name)
             logger.warning("{}: started container {} again, which the backup interrupted at {} had stopped",
                            self.source, name, since)
-        path.unlink()
-        if names:
-            self.notes.append(f"started {', '.join(names)} again, left stopped by the backup interrupted at {since}")
+        self._write_state()
+        if started:
+            self.notes.append(f"started {', '.join(started)} again, left stopped by the backup interrupted at {since}")
 
     def before(self) -> None:
         for hook in self.config.before:
@@ -120,15 +128,17 @@ class SourceHooks:
             self.engine.stop_container(name, hook.timeout)
 
     def _restart(self) -> list[str]:
-        problems = []
+        problems: list[str] = []
+        failed: list[str] = []
         for name in reversed(self.stopped):
             try:
                 self.engine.start_container(name)
                 logger.info("{}: started container {} again", self.source, name)
             except JobError as error:
+                failed.insert(0, name)
                 problems.append(f"{error}; it stays stopped: start it by hand (`podman start {name}`)")
                 logger.error("{}: {}", self.source, problems[-1])
-        self.stopped = []
+        self.stopped = failed  # still listed: the next backup of the source tries again
         try:
             self._write_state()
         except OSError as error:

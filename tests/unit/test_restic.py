@@ -230,3 +230,16 @@ def test_dump_reads_one_file_without_a_lock(repo):
     argv = restic.dump(repo, "4060433d", "/sidecar/postgres-manifest.json")
     assert argv[-3:] == ["dump", "4060433d", "/sidecar/postgres-manifest.json"]
     assert "--no-lock" in argv and PASSWORD not in " ".join(argv)
+
+
+def test_ls_reads_modes_owners_and_times_of_nodes():
+    setuid_program = 0o755 | 1 << 23  # Go's os.FileMode keeps setuid apart from the permission bits
+    setgid_dir = 0o2775 & 0o777 | 1 << 31 | 1 << 22
+    nodes = restic.parse_ls([SNAPSHOT,
+                             f'{{"type":"file","path":"/data/p","size":1,"mode":{setuid_program},"uid":0,"gid":0,'
+                             '"mtime":"2026-11-30T08:00:00.5Z","ctime":"2026-11-30T08:00:01Z"}',
+                             f'{{"type":"dir","path":"/data/d","mode":{setgid_dir},"uid":2000,"gid":1234}}'])
+    assert (nodes[0].mode, nodes[0].uid, nodes[0].ctime) == (0o4755, 0, "2026-11-30T08:00:01Z")
+    assert (nodes[1].mode, nodes[1].uid, nodes[1].gid) == (0o2775, 2000, 1234)
+    with pytest.raises(restic.OutputError, match="uid is not a number"):
+        restic.parse_ls([SNAPSHOT, '{"type":"file","path":"/data/p","uid":"root"}'])
