@@ -343,3 +343,24 @@ def test_a_bar_on_a_terminal_makes_way_for_log_lines_and_goes_at_the_end():
     plain = io.StringIO()
     engine._Bar("x", plain).show(Progress("50%", 0.5))
     assert plain.getvalue() == ""
+
+
+def test_a_job_gets_back_only_the_capability_to_read_every_file():
+    from runner.engine import check_capabilities
+
+    check_capabilities(JobSpec("backup-files", ("restic",), capabilities=("DAC_READ_SEARCH",)))
+    with pytest.raises(JobError, match="refusing to give it SYS_ADMIN"):
+        check_capabilities(JobSpec("backup-files", ("restic",), capabilities=("SYS_ADMIN",)))
+
+
+def test_a_files_path_holding_the_runners_secrets_is_refused(tmp_path):
+    from runner.engine import Engine
+
+    secrets_dir = tmp_path / "run" / "secrets"
+    secrets_dir.mkdir(parents=True)
+    (tmp_path / "etc" / "app").mkdir(parents=True)
+    engine = Engine(Settings(paths={"secrets_dir": secrets_dir}))
+    assert engine.data_refusal(tmp_path / "etc" / "app") is None
+    assert f"which holds {secrets_dir}" in engine.data_refusal(tmp_path / "run")
+    assert "which is in" in engine.data_refusal(secrets_dir)
+    assert engine.data_refusal(Path("/etc")) == "the host's /etc"
