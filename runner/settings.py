@@ -360,7 +360,7 @@ class AlertSettings(Section):
     ping_urls_file: Path | None = Field(
         None, description="Start, success and failure pings in the healthchecks.io convention for the scheduled "
         "jobs: a secret file (mode 0600, rendered by Vault Agent from <kv_prefix>/pings) with one 'JOB = BASE-URL' "
-        "line per job, JOB one of backup-<source>, check, prune, restore-test, status. A job started by its "
+        "line per job, JOB one of backup-<source>, check, prune, restore-test, copy, status. A job started by its "
         "systemd unit fetches BASE-URL/start, then BASE-URL when it succeeded or BASE-URL/fail when it failed. "
         "Empty: no pings."
     )

@@ -173,7 +173,8 @@ def finish(context: Context, runs, as_json: bool) -> None:
 
 
 # The scheduled jobs pinged as one (alerts.ping_urls_file); backups are pinged per source by exec backup.
-PINGED_JOBS = {"exec check": "check", "exec prune": "prune", "exec restore test": "restore-test", "status": "status"}
+PINGED_JOBS = {"exec check": "check", "exec prune": "prune", "exec restore test": "restore-test", "exec copy": "copy",
+               "status": "status"}
 
 
 def tracked(command):

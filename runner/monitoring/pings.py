@@ -1,7 +1,7 @@
 """Start, success and failure pings in the healthchecks.io convention, one check per scheduled job.
 
 alerts.ping_urls_file (a secret file: the URLs carry a token) holds one 'JOB = BASE-URL' line per job:
-backup-<source>, check, prune, restore-test, status. A job started by its systemd unit fetches
+backup-<source>, check, prune, restore-test, copy, status. A job started by its systemd unit fetches
 BASE-URL/start when it begins, then BASE-URL when it succeeded or BASE-URL/fail when it failed, so
 the checker notices a job that failed, hung (a start without an end) or never ran. Runs by hand ping
 nothing: a manual `runner status` must not hide a timer that stopped firing. A ping that fails is
@@ -20,7 +20,7 @@ from runner.secrets.files import SecretFileError, check_secret_file
 from runner.settings import Settings
 from runner.sources import SOURCES
 
-JOBS = (*(f"backup-{source}" for source in SOURCES), "check", "prune", "restore-test", "status")
+JOBS = (*(f"backup-{source}" for source in SOURCES), "check", "prune", "restore-test", "copy", "status")
 LINE = re.compile(r"^\s*([a-z0-9-]+)\s*=\s*(https?://\S+)\s*$")
 
 

@@ -24,9 +24,10 @@ SCHEDULES = {
     "files": "*-*-* 03:30:00",
     "prune": "Sun *-*-* 04:00:00",
     "restore-test": "*-*-01 05:00:00",
+    "copy": "*-*-* 05:30:00",
     "status": "*-*-* *:00:00",
 }
-JOB_UNITS = ("vault", "postgres", "minio", "files", "prune", "restore-test")
+JOB_UNITS = ("vault", "postgres", "minio", "files", "prune", "restore-test", "copy")
 
 
 @pytest.fixture(scope="module")
@@ -153,9 +154,10 @@ def test_role_applied_twice_changes_nothing_the_second_time(host):
                          "/etc/offsite-backup/approle").stdout
     assert "/run/offsite-backup/secrets 10001 700" in listing and "/etc/offsite-backup/approle 10001 700" in listing
     timers = machine.sh("systemctl list-timers --all --no-legend 'offsite-backup-*'").stdout
-    for name in SCHEDULES.keys() - {"files"}:
+    for name in SCHEDULES.keys() - {"files", "copy"}:
         assert f"offsite-backup-{name}.timer" in timers, timers
     assert "offsite-backup-files" not in timers  # no sources.files.paths: no unit failing every night
+    assert "offsite-backup-copy" not in timers  # no destination has copy_from: nothing to copy
     assert machine.sh("systemctl is-enabled offsite-backup-postgres.timer").stdout.strip() == "enabled"
     next_runs = machine.sh("systemctl show -P NextElapseUSecRealtime offsite-backup-vault.timer").stdout.strip()
     assert next_runs and next_runs != "n/a"
