@@ -54,8 +54,16 @@ class OpenBao(Service):
         self.unseal()
         self.client = hvac.Client(url=self.url, token=self.root_token)
         self.client.sys.enable_secrets_engine("kv", path="secret", options={"version": "2"})
-        self.client.secrets.kv.v2.create_or_update_secret(path="canary", secret={"value": "tweety"})
-        return self
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                self.client.secrets.kv.v2.create_or_update_secret(path="canary", secret={"value": "tweety"})
+                return self
+            except hvac.exceptions.InvalidRequest as error:
+                # a new KV v2 mount upgrades itself for a moment after it is enabled
+                if "Upgrading" not in str(error) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.3)
 
     def unseal(self) -> None:
         client = hvac.Client(url=self.url)

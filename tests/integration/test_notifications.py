@@ -164,3 +164,53 @@ def test_scheduled_backups_ping_start_then_success_or_fail(engine, settings, tmp
     status = invoke(configured, tmp_path, "status", env={"OFFSITE_BACKUP_UNIT": "offsite-backup-status.service"})
     assert receiver.paths()[4:] == [f"/ping/{PING_UUID}-status/start",
                                     f"/ping/{PING_UUID}-status" + ("" if status.exit_code == 0 else "/fail")]
+
+
+def test_urls_rendered_by_vault_agent_from_the_secret_catalog_are_used(engine, settings, tmp_path, receiver,
+                                                                      testcontainers_env):
+    """The whole path: the URLs put in Vault, the agent rendering the catalog's templates, a failed
+    scheduled backup notified and pinged through them."""
+    from runner.settings import Settings
+    from runner.workspace import job_dir
+    from tests.integration.services import OpenBao
+    from tests.integration.test_secrets import Agent, stop_quietly, wait_for
+
+    secrets_dir = job_dir(tmp_path / "secrets", settings)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "file.txt").write_text("content")
+    bao, agent = OpenBao(settings).start(), None
+    try:
+        configured = Settings(
+            paths={**settings.paths.model_dump(), "state_dir": tmp_path / "state", "secrets_dir": secrets_dir},
+            secrets={"approle_dir": tmp_path / "approle", "render_interval": 2},
+            destinations={"local": {"kind": "local", "path": str(tmp_path / "repo")}},
+            sources={"files": {"paths": [data]}, "vault": {"enabled": False, "address": bao.url},
+                     "postgres": {"enabled": False}, "minio": {"enabled": False}},
+            alerts={"apprise_urls_file": secrets_dir / "apprise-urls", "ping_urls_file": secrets_dir / "ping-urls"})
+        admin_token = tmp_path / "admin-token"
+        admin_token.write_text(bao.root_token)
+        bootstrap = invoke(configured, tmp_path, "vault", "bootstrap", "--token-file", str(admin_token))
+        assert bootstrap.exit_code == 0, bootstrap.output
+        assert "secret/offsite-backup/apprise" in bootstrap.output  # still to be provided
+        bao.client.secrets.kv.v2.create_or_update_secret(path="offsite-backup/apprise", secret={
+            "urls": f"# the team's webhook\njson://127.0.0.1:{receiver.port}/alerts/{TOKEN}"})
+        bao.client.secrets.kv.v2.create_or_update_secret(path="offsite-backup/pings", secret={
+            "urls": f"backup-files = http://127.0.0.1:{receiver.port}/ping/{PING_UUID}"})
+        assert invoke(configured, tmp_path, "vault", "agent-config", "-o", str(tmp_path / "agent.hcl")).exit_code == 0
+        agent = Agent(configured, tmp_path / "agent.hcl").start()
+        rendered = [secrets_dir / "apprise-urls", secrets_dir / "ping-urls"]
+        wait_for(lambda: all(path.exists() and path.stat().st_size for path in rendered),
+                 "the agent did not render the URL files")
+        assert all(oct(path.stat().st_mode & 0o777) == "0o400" for path in rendered)
+
+        failed = invoke(configured, tmp_path, "exec", "backup", "files",
+                        env={"OFFSITE_BACKUP_UNIT": "offsite-backup-files.service"})
+        assert failed.exit_code == 1  # no repository
+        [problem] = receiver.posts()
+        assert problem["title"] == "[offsite-backup] PROBLEM: backup failed, files on local"
+        assert receiver.paths() == [f"/ping/{PING_UUID}/start", f"/ping/{PING_UUID}/fail"]
+        assert TOKEN not in failed.output and PING_UUID not in failed.output
+    finally:
+        for container in (agent, bao):
+            stop_quietly(container)
