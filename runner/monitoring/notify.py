@@ -14,19 +14,12 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-import apprise
-
 from runner.logs import MASK, register_secret
 from runner.secrets.files import check_secret_file
 from runner.settings import Settings
 
-# Apprise logs to the standard library's logging; nothing of it may reach stderr or the journal.
-logging.getLogger(apprise.LOGGER_NAME).addHandler(logging.NullHandler())
-logging.getLogger(apprise.LOGGER_NAME).propagate = False
-
 LOG_PREFIX = re.compile(r"^\S+ \S+ - [A-Z]+ - ")  # LogCapture's time and level
-NOTIFY_TYPES = {"PROBLEM": apprise.NotifyType.FAILURE, "RESOLVED": apprise.NotifyType.SUCCESS,
-                "NOTICE": apprise.NotifyType.WARNING}
+NOTIFY_TYPES = {"PROBLEM": "failure", "RESOLVED": "success", "NOTICE": "warning"}
 
 
 @dataclass(frozen=True)
@@ -90,6 +83,13 @@ def targets(settings: Settings) -> list[Target]:
 
 def send(target: Target, title: str, body: str, event: str) -> str:
     """Send one notification; '' when it went out, else the reason (masked)."""
+    import apprise  # only when there is something to send: importing it takes a while
+
+    # Apprise logs to the standard library's logging; nothing of it may reach stderr or the journal.
+    quiet = logging.getLogger(apprise.LOGGER_NAME)
+    quiet.propagate = False
+    if not quiet.handlers:
+        quiet.addHandler(logging.NullHandler())
     notifier = apprise.Apprise(asset=apprise.AppriseAsset(storage_mode="memory", secure_logging=True))
     if not notifier.add(target.url):
         return f"Apprise does not accept the URL on line {target.line} (is '{target.scheme}' a service it knows?)"
