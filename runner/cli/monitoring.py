@@ -162,7 +162,10 @@ def notify_unit_failed(context: Context, unit: str, within: int):
     """Alert that the systemd UNIT failed, unless its runner reported (it then already alerted on
     what failed): the runner notes in the history, by unit, when it starts and when it has reported.
     Catches a runner that could not start, was killed, crashed or timed out. Resolved when that
-    unit's runner reports again."""
+    unit's runner reports again. Its job's failure ping (alerts.ping_urls_file) is sent with the alert."""
     from runner.monitoring.alerts import unit_failed
+    from runner.monitoring.pings import Pings, job_of_unit
 
-    unit_failed(context.settings, unit, within)
+    job = job_of_unit(unit)
+    if unit_failed(context.settings, unit, within) and job:
+        Pings(context.settings, unit).finish(job, failed=True)

@@ -3,7 +3,8 @@
 alerts.ping_urls_file (a secret file: the URLs carry a token) holds one 'JOB = BASE-URL' line per job:
 backup-<source>, check, prune, restore-test, copy, status. A job started by its systemd unit fetches
 BASE-URL/start when it begins, then BASE-URL when it succeeded or BASE-URL/fail when it failed, so
-the checker notices a job that failed, hung (a start without an end) or never ran. Runs by hand ping
+the checker notices a job that failed, hung (a start without an end) or never ran; a unit whose
+runner died without reporting is pinged as failed by `runner notify unit-failed`. Runs by hand ping
 nothing: a manual `runner status` must not hide a timer that stopped firing. A ping that fails is
 logged, never fatal, and names the job, not the URL.
 """
@@ -47,6 +48,13 @@ def base_urls(settings: Settings) -> dict[str, str]:
             raise PingFileError(f"{path} line {number}: unknown job {job!r} (known: {', '.join(JOBS)})")
         urls[job] = url.rstrip("/")
     return urls
+
+
+def job_of_unit(unit: str) -> str | None:
+    """The job a Quadlet unit runs (offsite-backup-vault.service: backup-vault), None for other units."""
+    name = unit.removesuffix(".service").removeprefix("offsite-backup-")
+    job = f"backup-{name}" if name in SOURCES else name
+    return job if job in JOBS else None
 
 
 class Pings:

@@ -214,3 +214,13 @@ def test_urls_rendered_by_vault_agent_from_the_secret_catalog_are_used(engine, s
     finally:
         for container in (agent, bao):
             stop_quietly(container)
+
+
+def test_a_unit_whose_runner_never_reported_is_pinged_as_failed(settings, tmp_path, receiver):
+    base = f"http://127.0.0.1:{receiver.port}/ping/{PING_UUID}"
+    pings = private_file(tmp_path / "ping-urls", f"backup-files = {base}\n", settings)
+    configured = configure(settings, tmp_path, alerts={"ping_urls_file": str(pings)})
+    result = invoke(configured, tmp_path, "notify", "unit-failed", "offsite-backup-files.service")
+    assert result.exit_code == 0, result.output
+    assert "did not start" in result.output  # the alert, in the log
+    assert receiver.paths() == [f"/ping/{PING_UUID}/fail"]

@@ -93,3 +93,12 @@ def test_an_unreadable_urls_file_keeps_the_alert_pending_and_the_mail_channel_un
     assert not alerts.delivered(settings, history, failed)
     [key] = [alert.key for alert in failed if alert.key]
     assert history.delivered_on([key]) == {key: {"mail"}}
+
+
+def test_each_quadlet_unit_names_its_job():
+    from runner.monitoring.pings import job_of_unit
+
+    assert job_of_unit("offsite-backup-vault.service") == "backup-vault"
+    assert job_of_unit("offsite-backup-restore-test.service") == "restore-test"
+    assert job_of_unit("offsite-backup-status.service") == "status"
+    assert job_of_unit("offsite-backup-agent.service") is None
