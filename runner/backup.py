@@ -81,9 +81,13 @@ def _with_hooks(results: list[RunResult], problems: list[str], notes: list[str])
 
 
 def dry_run(settings: Settings, engine: Engine, source: Source, destinations: list[Destination]) -> list[RunResult]:
-    """What `exec backup` would do, from every preflight it runs (the source's, each destination's, the
-    repository's, the quota), with nothing staged, locked, uploaded or recorded."""
+    """What `exec backup` would do, from every preflight it runs (the source's hooks' containers and URL files,
+    the source's, each destination's, the repository's, the quota), with nothing staged, locked, uploaded,
+    recorded, and no hook run."""
     try:
+        hook_problems = SourceHooks(settings, engine, source.NAME).check()
+        if hook_problems:
+            raise SourceError("; ".join(hook_problems))
         source.preflight(settings, engine)
         plan = source.plan(settings, engine)
     except Exception as error:  # contained: this source fails, the next one is still looked at

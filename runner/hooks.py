@@ -82,6 +82,23 @@ class SourceHooks:
         if started:
             self.notes.append(f"started {', '.join(started)} again, left stopped by the backup interrupted at {since}")
 
+    def check(self) -> list[str]:
+        """What `exec backup --dry-run` can tell without running a hook: containers that do not exist, URL
+        files that cannot be used."""
+        problems = []
+        for phase in ("before", "on_error", "after"):
+            for hook in getattr(self.config, phase):
+                names = hook.containers if isinstance(hook, StopHook) else [hook.container] \
+                    if isinstance(hook, ExecHook) else []
+                problems += [f"{phase} hook {describe(hook)}: there is no container {name}" for name in names
+                             if not self.engine.container_status(name).exists]
+                if isinstance(hook, HttpHook) and hook.url_file:
+                    try:
+                        _url_from_file(self.settings, hook)
+                    except HookError as error:
+                        problems.append(f"{phase} hook {describe(hook)}: {error}")
+        return problems
+
     def before(self) -> None:
         for hook in self.config.before:
             self._run("before", hook)

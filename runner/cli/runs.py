@@ -27,9 +27,10 @@ def exec_():
 @exec_.command("backup")
 @click.argument("source_names", nargs=-1, metavar="[SOURCE]...")
 @destination_option
-@click.option("--dry-run", is_flag=True, help="Run every preflight (each source's, each destination's, that the "
-                                              "repository opens, the upload quota) and print what would be backed "
-                                              "up where; stage, lock, upload and record nothing.")
+@click.option("--dry-run", is_flag=True, help="Run every preflight (each source's, that its hooks' containers "
+                                              "exist, each destination's, that the repository opens, the upload "
+                                              "quota) and print what would be backed up where; stage, lock, "
+                                              "upload, record and run no hook.")
 @json_option
 @pass_context
 @tracked

@@ -230,3 +230,17 @@ def test_http_hook_with_a_secret_url_and_an_unexpected_status(engine, settings, 
     assert "answered 500 Internal Server Error, not 2xx" in files["message"]
     assert "hook-secret-token" not in result.output
     assert f"before hook http GET (URL in {url_file}) ok" in result.output
+
+
+def test_dry_run_names_a_hook_container_that_does_not_exist_and_runs_no_hook(engine, settings, tmp_path, app,
+                                                                              receiver):
+    hooks = {"before": [{"kind": "stop", "containers": [app]}, {"kind": "http", "url": f"{receiver.url}/x"}],
+             "after": [{"kind": "exec", "container": "offsite-test-no-such-app", "command": ["true"]}]}
+    configured = configure(settings, tmp_path, hooks)
+    assert invoke(configured, tmp_path, "repo", "init").exit_code == 0
+    result = invoke(configured, tmp_path, "exec", "backup", "files", "--dry-run", "--json")
+    assert result.exit_code == 1
+    [outcome] = json.loads(result.stdout)
+    assert "after hook exec in offsite-test-no-such-app: true: there is no container offsite-test-no-such-app" \
+        in outcome["message"]
+    assert container_state(app) == "running" and receiver.requests == []
