@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import configparser
 import json
 import re
 import shlex
@@ -29,6 +30,7 @@ from runner.settings import (
     GDriveDestination,
     LocalDestination,
     NasDestination,
+    S3Destination,
     Settings,
 )
 from runner.workspace import job_dir, write_atomically
@@ -326,7 +328,111 @@ class GDrive(Destination):
         return self.describe(source), mounts, (self.config.network,), {"RCLONE_CONFIG": self.RCLONE_CONFIG}, ()
 
 
-KINDS: dict[str, type[Destination]] = {"local": Local, "nas": Nas, "gdrive": GDrive}
+class S3(Destination):
+    """An S3-compatible bucket. restic reads the keys from the AWS shared-credentials file mounted into the
+    job (AWS_SHARED_CREDENTIALS_FILE names its path inside the container): never from argv or from the
+    job's environment, which `podman inspect` shows."""
+
+    kind = "s3"
+    config: S3Destination
+    CREDENTIALS = f"{SECRETS}/aws-credentials"
+    PROFILE = "default"
+
+    @property
+    def credentials_file(self) -> Path:
+        return self.secret_path(self.config.credentials_file, "aws-credentials")
+
+    def preflight(self) -> None:
+        keys = self.keys()
+        check_endpoint(self.name, self.config, keys)
+
+    def keys(self) -> tuple[str, str]:
+        """The access key id and secret key of the rendered credentials file; the errors never quote them."""
+        path = self.credentials_file
+        try:
+            check_secret_file(self.settings, path, f"S3 credentials file of {self.name}")
+            return credentials(path.read_text())
+        except SecretFileError as error:
+            raise DestinationUnavailable(str(error)) from None
+        except (ValueError, UnicodeDecodeError) as error:
+            secrets = self.settings.secrets
+            raise DestinationUnavailable(
+                f"S3 credentials file {path} of {self.name} is not an AWS shared-credentials file ({error}); "
+                f"store the keys with `vault kv put {secrets.kv_mount}/{secrets.kv_prefix}/s3/{self.name} "
+                "access_key_id=... secret_access_key=...`") from None
+
+    def secret_files(self) -> list[SecretFile]:
+        body = (f"[{self.PROFILE}]\naws_access_key_id = " + kv_value("access_key_id")
+                + "\naws_secret_access_key = " + kv_value("secret_access_key") + "\n")
+        return [SecretFile(self.credentials_file, f"s3/{self.name}", ("access_key_id", "secret_access_key"), body,
+                           f"S3 access keys for {self.name} (AWS shared-credentials format)")]
+
+    def options(self) -> tuple[str, ...]:
+        return (f"s3.region={self.config.region}",)
+
+    def describe(self, source: str) -> str:
+        c = self.config
+        return f"s3:{c.endpoint}/{c.bucket}/{c.path.format(source=source).strip('/')}"
+
+    def _reach(self, source: str, create: bool):
+        env = {"AWS_SHARED_CREDENTIALS_FILE": self.CREDENTIALS, "AWS_PROFILE": self.PROFILE}
+        mounts = (Mount(self.credentials_file, self.CREDENTIALS),)
+        return self.describe(source), mounts, (self.config.network,), env, self.options()
+
+
+def credentials(text: str) -> tuple[str, str]:
+    """(access key id, secret key) of an AWS shared-credentials file's [default] profile; ValueError
+    (never quoting the file) when it has none."""
+    parser = configparser.ConfigParser(interpolation=None)
+    try:
+        parser.read_string(text)
+    except configparser.Error:
+        raise ValueError("it cannot be read as an INI file") from None
+    if not parser.has_section(S3.PROFILE):
+        raise ValueError(f"no [{S3.PROFILE}] section")
+    section = parser[S3.PROFILE]
+    found = (section.get("aws_access_key_id", "").strip(), section.get("aws_secret_access_key", "").strip())
+    missing = [key for key, value in zip(("aws_access_key_id", "aws_secret_access_key"), found, strict=True)
+               if not value]
+    if missing:
+        raise ValueError(f"[{S3.PROFILE}] has no {' and no '.join(missing)}")
+    return found
+
+
+def check_endpoint(name: str, config: S3Destination, keys: tuple[str, str]) -> None:
+    """The endpoint must answer as an S3 service and take the keys; a bucket that does not exist yet is
+    fine (`runner repo init` creates it)."""
+    import boto3
+    from botocore.config import Config
+    from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError
+
+    client = boto3.session.Session().client(
+        "s3", endpoint_url=config.endpoint, region_name=config.region, aws_access_key_id=keys[0],
+        aws_secret_access_key=keys[1], config=Config(
+            s3={"addressing_style": "path"}, retries={"max_attempts": 1, "mode": "standard"},
+            connect_timeout=config.connect_timeout, read_timeout=config.connect_timeout))
+    try:
+        client.head_bucket(Bucket=config.bucket)
+    except ClientError as error:
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = error.response.get("Error", {}).get("Code", "")
+        if status == 404 or code in ("NoSuchBucket", "NotFound", "404"):
+            return
+        if status in (401, 403):
+            raise DestinationUnavailable(
+                f"{name}: {config.endpoint} refused the keys of the S3 credentials file for bucket {config.bucket} "
+                f"(HTTP {status}{', ' + code if code and code != str(status) else ''}): check the access key id "
+                "and secret key stored in Vault, and that they may use this bucket") from None
+        raise DestinationUnavailable(f"{name}: {config.endpoint} answered HTTP {status} {code} for bucket "
+                                     f"{config.bucket}") from None
+    except EndpointConnectionError:
+        raise DestinationUnavailable(f"{name}: S3 endpoint {config.endpoint} does not answer") from None
+    except BotoCoreError as error:
+        raise DestinationUnavailable(f"{name}: S3 endpoint {config.endpoint} cannot be used: "
+                                     f"{type(error).__name__}") from None
+
+
+KINDS: dict[str, type[Destination]] = {"local": Local, "nas": Nas, "gdrive": GDrive, "s3": S3}
 
 
 def configured(settings: Settings, names: tuple[str, ...] | list[str] = ()) -> list[Destination]:

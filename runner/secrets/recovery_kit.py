@@ -3,10 +3,10 @@
 The repository holding Vault's snapshots cannot depend on a password that lives only in Vault, and
 the NAS and Google Drive cannot be reached without the keys that live only in Vault either. The kit
 carries, for every destination, what reaching it takes (the NAS's SSH private key and pinned host
-key, the Drive's rclone remote and service-account key), and for every repository its location,
-its password and the restic commands that list and restore it: shell blocks a person runs, in an
-empty directory, with restic, ssh and rclone only (neither Vault nor this software). A plain document
-to print or keep on an encrypted medium, offline, written with mode 0400.
+key, the Drive's rclone remote and service-account key, the S3 bucket's access keys), and for every
+repository its location, its password and the restic commands that list and restore it: shell blocks
+a person runs, in an empty directory, with restic, ssh and rclone only (neither Vault nor this
+software). A plain document to print or keep on an encrypted medium, offline, written with mode 0400.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from runner import rclone
-from runner.destinations import Destination, GDrive, Local, Nas, configured
+from runner.destinations import S3, Destination, GDrive, Local, Nas, configured
 from runner.secrets.files import SecretFileError, check_secret_file
 from runner.settings import Settings
 from runner.sources import enabled
@@ -112,6 +112,21 @@ def _gdrive_setup(kit: _Kit, destination: GDrive) -> tuple[list[str], str]:
     return out, ""
 
 
+def _s3_setup(kit: _Kit, destination: S3) -> tuple[list[str], str]:
+    c = destination.config
+    credentials_file = f"{destination.name}-aws-credentials"
+    credentials = kit.read(destination.credentials_file, f"S3 credentials file of {destination.name}") or ""
+    out = [f"S3-compatible storage: endpoint `{c.endpoint}`, bucket `{c.bucket}`, region `{c.region}`.", "",
+           *paragraph(f"**This kit holds the bucket's access keys** (`{credentials_file}` below): they can read, "
+                      "write and delete these backups. (Revoke them at the provider if the kit is lost.)"),
+           *paragraph(f"Set up: writes the keys to `{credentials_file}`, readable by you only, and points restic at "
+                      "it (and at nothing else: the AWS_* key variables of your shell are cleared).")]
+    out += sh_block(["umask 077", *write_file_command(credentials_file, credentials),
+                     "unset AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY AWS_SESSION_TOKEN",
+                     f"export AWS_SHARED_CREDENTIALS_FILE=./{credentials_file} AWS_PROFILE={S3.PROFILE}"])
+    return out, "".join(f" -o {shlex.quote(option)}" for option in destination.options())
+
+
 def build(settings: Settings) -> str:
     sources = enabled(settings)
     destinations = configured(settings)
@@ -122,7 +137,7 @@ def build(settings: Settings) -> str:
         f"Written {datetime.now(UTC):%Y-%m-%d %H:%M} UTC for host `{settings.restic.host}`.",
         "",
         "**KEEP THIS OFFLINE. IT IS THE KEY TO EVERY BACKUP.** It holds every repository's password and the",
-        "keys that log in to the NAS and Google Drive: anyone holding it can read every backup, and delete",
+        "keys that log in to the NAS, Google Drive and S3: anyone holding it can read every backup, and delete",
         "them. On a disk it stays mode 0400 (readable by its owner only). Print it, or keep it on an encrypted",
         "medium, in a safe place away from the server. Never in Vault, on the NAS or in the Drive it protects.",
         ("Write a new one after any password or key changes, and test it (docs/recovery-kit.md)."),
@@ -152,6 +167,9 @@ def build(settings: Settings) -> str:
             out += text
         elif isinstance(destination, GDrive):
             text, extra = _gdrive_setup(kit, destination)
+            out += text
+        elif isinstance(destination, S3):
+            text, extra = _s3_setup(kit, destination)
             out += text
         elif isinstance(destination, Local):
             out += ["A directory on the server (or a disk attached to it): run the blocks where it is mounted."]
