@@ -149,7 +149,24 @@ def dashboard(context: Context, output: Path):
 
 @cli.group()
 def notify():
-    """Alerts raised from outside a job command (systemd's OnFailure= units)."""
+    """Alerts raised from outside a job command (systemd's OnFailure= units), and a test alert."""
+
+
+@notify.command("test")
+@pass_context
+def notify_test(context: Context):
+    """Send a test alert (a NOTICE) through every channel: the mail (alerts.email_to) and each
+    Apprise target of alerts.apprise_urls_file, to check they arrive. Nothing is recorded in the
+    history. Exit code 1 when a channel could not deliver it (the log says which and why)."""
+    from runner.monitoring.alerts import Alert, delivered
+
+    config = context.settings.alerts
+    if not config.email_to and not config.apprise_urls_file:
+        fail("no alert channel is configured (alerts.email_to, alerts.apprise_urls_file): alerts go to the log only")
+    alert = Alert("NOTICE", "test alert", "-", "-", "`runner notify test` sent this to check that alerts arrive.")
+    if not delivered(context.settings, None, [alert]):
+        fail("the test alert did not go out on every channel: see the log above")
+    click.echo("the test alert went out on every channel")
 
 
 @notify.command("unit-failed")

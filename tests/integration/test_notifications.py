@@ -224,3 +224,18 @@ def test_a_unit_whose_runner_never_reported_is_pinged_as_failed(settings, tmp_pa
     assert result.exit_code == 0, result.output
     assert "did not start" in result.output  # the alert, in the log
     assert receiver.paths() == [f"/ping/{PING_UUID}/fail"]
+
+
+def test_a_test_alert_reaches_the_mail_and_every_target(settings, tmp_path, smtp, receiver):  # noqa: F811
+    url = f"json://127.0.0.1:{receiver.port}/alerts/{TOKEN}"
+    configured = configure(settings, tmp_path, alerts=mailing(smtp, tmp_path, settings, [url]))
+    result = invoke(configured, tmp_path, "notify", "test")
+    assert result.exit_code == 0, result.output
+    assert subjects(smtp) == ["Subject: [offsite-backup] NOTICE: test alert, - on -"]
+    [notice] = receiver.posts()
+    assert notice["title"] == "[offsite-backup] NOTICE: test alert, - on -" and notice["type"] == "warning"
+
+    broken = configure(settings, tmp_path, alerts=mailing(smtp, tmp_path, settings, [url, "json://127.0.0.1:1/x"]))
+    failed = invoke(broken, tmp_path, "notify", "test")
+    assert failed.exit_code == 1
+    assert "notification target 3 (json)" in failed.output and len(receiver.posts()) == 2
