@@ -272,8 +272,6 @@ def delivered(settings: Settings, history: History | None, alerts: list[Alert]) 
         if not deliver(batch):
             complete = False
             continue
-        for alert in batch:
-            done.setdefault(alert.key, set()).add(channel)
         if history is not None and (sent := [alert.key for alert in batch if alert.key]):
             try:
                 history.mark_delivered(sent, channel)
