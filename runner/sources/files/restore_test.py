@@ -55,7 +55,8 @@ def restore_test(trial: Trial) -> Verified:
     files = sum(1 for node in nodes if node.type == "file")
     what = "modes and owners" if owners else "modes"
     message = (f"{files} files restored: content verified against the repository, {what} as backed up; "
-               f"{originals.compared} unchanged originals equal in sha256 and {what}{originals.skipped()}{note}")
+               f"{originals.compared} unchanged originals equal to their copies (sha256, mode"
+               f"{', owner' if owners else ''}){originals.skipped()}{note}")
     return Verified(message, {"snapshot_id": snapshot.id, "restored_bytes": restored_bytes, "files": files,
                               "compared_with_originals": originals.compared, "changed_since": originals.changed,
                               "unreadable_originals": originals.unreadable})
