@@ -38,6 +38,7 @@ SOURCE_LABEL = "io.offsite-backup.source"
 SIDECAR = "/sidecar"
 RESTORE_TARGET = "/restore"
 LISTING = "/listing"
+NEW_PASSWORD = "/run/secrets/new-restic-password"
 DUMPED = "/dumped"
 # Exit code of the after-backup step when its second snapshot could not be stored.
 SIDECAR_FAILED = 86
@@ -333,6 +334,29 @@ class Repository:
 
     def prune(self) -> None:
         self._run("prune", restic.prune(self._restic, self.settings.locks.retry_lock))
+
+    # Keys ---------------------------------------------------------------------------------------
+
+    def keys(self) -> list[restic.Key]:
+        result = self._run("key-list", restic.key_list(self._restic))
+        return self._parsed(restic.parse_keys, result.stdout, "key list")
+
+    def current_key(self) -> restic.Key:
+        """The key the password file opens."""
+        return next(key for key in self.keys() if key.current)
+
+    def add_key(self, new_password_file: Path) -> None:
+        """Add a key for the password in `new_password_file` (a private file on this host, mounted)."""
+        self._run("key-add", restic.key_add(self._restic, NEW_PASSWORD), (Mount(new_password_file, NEW_PASSWORD),))
+
+    def remove_key(self, key_id: str) -> None:
+        self._run("key-remove", restic.key_remove(self._restic, key_id))
+
+    def with_password(self, password_file: Path) -> Repository:
+        """The same repository, opened with the password in another file."""
+        mounts = tuple(Mount(password_file, mount.target) if mount.target == self._restic.password_file else mount
+                       for mount in self.access.mounts)
+        return Repository(self.engine, self.destination, dataclasses.replace(self.access, mounts=mounts))
 
     # Locks --------------------------------------------------------------------------------------
 

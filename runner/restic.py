@@ -210,6 +210,21 @@ def cat_config(repo: Repository) -> list[str]:
     return ["restic", *global_args(repo), "cat", "config"]
 
 
+def key_list(repo: Repository) -> list[str]:
+    """The repository's keys as JSON; the one the password opened is marked current."""
+    return ["restic", *global_args(repo), "key", "list"]
+
+
+def key_add(repo: Repository, new_password_file: str) -> list[str]:
+    """Add a key for the password in `new_password_file` (a path in the container: never the password)."""
+    return ["restic", *global_args(repo), "key", "add", "--new-password-file", new_password_file]
+
+
+def key_remove(repo: Repository, key_id: str) -> list[str]:
+    """Remove another key than the one the password opens (restic refuses to remove that one)."""
+    return ["restic", *global_args(repo), "key", "remove", key_id]
+
+
 @dataclass
 class Output:
     """What restic said on stdout in --json mode."""
@@ -477,6 +492,32 @@ def parse_locks(lines: Iterable[str]) -> list[Lock]:
                 raise OutputError(f"locks: unexpected line {line.strip()[:200]!r}")
             body.append(line)
     return locks
+
+
+@dataclass(frozen=True)
+class Key:
+    id: str
+    current: bool
+    user: str
+    host: str
+    created: str
+
+
+def parse_keys(lines: Iterable[str]) -> list[Key]:
+    """`key list --json`: one array of keys, exactly one of them current."""
+    documents = _json_values(lines)
+    if len(documents) != 1 or not isinstance(documents[0], list):
+        raise OutputError("key list: expected one JSON array")
+    keys = []
+    for document in documents[0]:
+        data = _require(document, {"id": str}, "key")
+        if not isinstance(data.get("current"), bool):
+            raise OutputError(f"key {data['id'][:8]}: 'current' missing or not a boolean")
+        keys.append(Key(data["id"], data["current"], str(data.get("userName", "")), str(data.get("hostName", "")),
+                        str(data.get("created", ""))))
+    if sum(key.current for key in keys) != 1:
+        raise OutputError(f"key list: {sum(key.current for key in keys)} keys marked current, expected one")
+    return keys
 
 
 def _parse_time(value: str) -> datetime:

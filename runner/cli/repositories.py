@@ -1,11 +1,13 @@
-"""Commands on the repositories: repo init, repo list, quota."""
+"""Commands on the repositories: repo init, repo list, repo rotate-key, quota."""
 
 from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 
 import click
+from loguru import logger
 from rich.markup import escape
 
 from runner.cli.base import (
@@ -16,6 +18,7 @@ from runner.cli.base import (
     console,
     destination_option,
     engine_for,
+    fail,
     fixed,
     json_option,
     number_text,
@@ -92,3 +95,71 @@ def quota(context: Context):
         shown.add_row(destination.name, size_text(limit) if limit else "none", size_text(used),
                       size_text(max(0, limit - used)) if limit else "-")
     console().print(shown)
+
+
+@repo.command("rotate-key")
+@click.argument("source_names", metavar="[SOURCE]...", nargs=-1)
+@destination_option
+@click.option("--token-file", type=click.File("r"),
+              help="File holding a Vault token that may write the repository passwords ('-' for standard "
+                   "input), as for `vault bootstrap`. Without it, the token is asked for at a prompt. Never pass "
+                   "a token on the command line.")
+@click.option("--wait", type=click.IntRange(min=1), metavar="SECONDS",
+              help="How long to wait for the Vault Agent to render the new password. Default: twice "
+                   "secrets.render_interval, plus 30 s.")
+@click.option("--write-kit", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="After the rotation, write a new recovery kit to FILE (mode 0400; FILE must not exist).")
+@json_option
+@pass_context
+def repo_rotate_key(context: Context, source_names, destination_names, token_file, wait, write_kit, as_json):
+    """Give each SOURCE's repositories a new password (default: every enabled source).
+
+    For each source: restic adds a key for a new random password to every repository of the source,
+    the password is stored in Vault, the command waits until the Vault Agent has rendered it into
+    the password files, proves each repository opens with the rendered file, and only then removes
+    the old key. Interrupted at any step, every repository still opens with the password Vault holds.
+
+    A source's password is one Vault secret that all enabled destinations use, so a source is rotated
+    on all of them together: --destination may only name them all. Write a new recovery kit afterwards
+    (or give --write-kit): the old kit's passwords no longer open anything."""
+    from runner import destinations
+    from runner.secrets.bootstrap import BootstrapError, admin_client
+    from runner.secrets.recovery_kit import RecoveryKitError, build
+    from runner.secrets.rotation import default_wait, rotate
+    from runner.workspace import write_atomically
+
+    settings = context.settings
+    chosen, names = selection(context, destination_names, source_names)
+    left_out = [d.name for d in destinations.configured(settings) if d.name not in destination_names]
+    if destination_names and left_out:
+        raise click.UsageError(f"each source's password is shared by every enabled destination: rotating it on "
+                               f"{', '.join(destination_names)} only would lock {', '.join(left_out)} out; "
+                               "leave out --destination")
+    if write_kit and write_kit.exists():
+        raise click.UsageError(f"{write_kit} exists: give --write-kit a new file")
+    for name, config in settings.destinations.items():
+        if not config.enabled:
+            logger.warning("destination {} is disabled: its repositories keep the old password only", name)
+    token = (token_file.read() if token_file else click.prompt("Vault token", hide_input=True)).strip()
+    if not token:
+        raise click.UsageError("the Vault token is empty")
+    try:
+        client = admin_client(settings, token)
+    except BootstrapError as error:
+        fail(str(error))
+    engine = engine_for(context)
+    results = []
+    for source in names:
+        results += rotate(settings, engine, client, source, chosen, wait or default_wait(settings))
+    if any(result.status.value == "ok" for result in results):
+        if write_kit:
+            try:
+                write_atomically(write_kit, build(settings), mode=0o400)
+                click.echo(f"wrote a new recovery kit to {write_kit} (mode 0400): keep it offline, and destroy "
+                           "the old one", err=True)
+            except RecoveryKitError as error:
+                logger.error("the new recovery kit could not be written: {}", error)
+        else:
+            click.echo("Passwords changed: the old recovery kit no longer opens these repositories. Write a new "
+                       "one now with `runner recovery-kit --output FILE`, and destroy the old one.", err=True)
+    report(results, as_json)
