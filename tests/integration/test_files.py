@@ -194,3 +194,25 @@ def test_paths_holding_the_runners_secrets_are_refused(engine, settings, tmp_pat
     [outcome] = json.loads(result.stdout)
     assert "sources.files.paths: refusing to back up" in outcome["message"]
     assert f"which holds {secrets_dir}" in outcome["message"]
+
+
+def test_the_backup_job_sees_the_paths_read_only_and_gets_back_one_capability(engine, settings, tmp_path,
+                                                                              monkeypatch):
+    from podman.domain.containers_manager import ContainersManager
+
+    created = []
+    original_create = ContainersManager.create
+
+    def recording(self, *args, **kwargs):
+        created.append(kwargs)
+        return original_create(self, *args, **kwargs)
+
+    monkeypatch.setattr(ContainersManager, "create", recording)
+    configured, tree, _ = configured_tree(settings, tmp_path)
+    [backup] = [options for options in created if options["labels"]["io.offsite-backup.job"].startswith("backup-")]
+    [data] = [mount for mount in backup["mounts"] if mount["target"] == f"/data{tree}"]
+    assert data["read_only"] and data["source"] == str(tree)
+    assert backup["cap_drop"] == ["ALL"] and backup["cap_add"] == ["DAC_READ_SEARCH"]
+    assert backup["user"] == settings.jobs.user and backup["read_only"] and backup["no_new_privileges"]
+    others = [options for options in created if options is not backup]
+    assert others and all("cap_add" not in options for options in others)
