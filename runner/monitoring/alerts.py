@@ -269,10 +269,9 @@ def delivered(settings: Settings, history: History | None, alerts: list[Alert]) 
         batch = [alert for alert in alerts if channel not in done.get(alert.key, set())]
         if not batch:
             continue
-        if not deliver(batch):
-            complete = False
-            continue
-        if history is not None and (sent := [alert.key for alert in batch if alert.key]):
+        went = deliver(batch)
+        complete = complete and len(went) == len(batch)
+        if history is not None and (sent := [alert.key for alert in went if alert.key]):
             try:
                 history.mark_delivered(sent, channel)
             except HISTORY_ERRORS as error:
@@ -285,29 +284,33 @@ def delivered(settings: Settings, history: History | None, alerts: list[Alert]) 
     return complete
 
 
-def _channels(settings: Settings) -> list[tuple[str, Callable[[list[Alert]], bool]]]:
+Deliver = Callable[[list[Alert]], list[Alert]]  # sends what it can, returns the alerts that went out
+
+
+def _channels(settings: Settings) -> list[tuple[str, Deliver]]:
     """(name, deliver) for the mail and each Apprise target; an unreadable URLs file is one failing channel."""
-    channels: list[tuple[str, Callable[[list[Alert]], bool]]] = [("mail", lambda batch: send(settings, batch))]
+    channels: list[tuple[str, Deliver]] = [("mail", lambda batch: batch if send(settings, batch) else [])]
     try:
         found = notify.targets(settings)
     except (OSError, SecretFileError) as error:
-        def unreadable(batch: list[Alert], reason: str = str(error)) -> bool:
+        def unreadable(batch: list[Alert], reason: str = str(error)) -> list[Alert]:
             logger.error("could not send {} alert(s) through Apprise: {} (they go out again with the next report)",
                          len(batch), reason)
-            return False
+            return []
         return [*channels, ("apprise", unreadable)]
     return channels + [(target.channel, functools.partial(_notify, target)) for target in found]
 
 
-def _notify(target: notify.Target, alerts: list[Alert]) -> bool:
-    for alert in alerts:
+def _notify(target: notify.Target, alerts: list[Alert]) -> list[Alert]:
+    """One notification per alert, until one fails (the target is then likely down: the rest wait too)."""
+    for number, alert in enumerate(alerts):
         reason = notify.send(target, alert.subject, _text(alert), alert.event)
         if reason:
             logger.error("could not send {} alert(s) to {}: {} (they go out again with the next report)",
-                         len(alerts), target.label, reason)
-            return False
+                         len(alerts) - number, target.label, reason)
+            return alerts[:number]
     logger.info("sent {} alert(s) to {}", len(alerts), target.label)
-    return True
+    return alerts
 
 
 def send(settings: Settings, alerts: list[Alert]) -> bool:

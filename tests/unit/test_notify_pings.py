@@ -102,3 +102,27 @@ def test_each_quadlet_unit_names_its_job():
     assert job_of_unit("offsite-backup-restore-test.service") == "restore-test"
     assert job_of_unit("offsite-backup-status.service") == "status"
     assert job_of_unit("offsite-backup-agent.service") is None
+
+
+def test_a_target_that_fails_midway_gets_only_what_it_missed_again(tmp_path, monkeypatch):
+    path = secret(tmp_path / "apprise", "json://hooks.example.org/a\n")
+    settings = with_alerts(settings_for(tmp_path), apprise_urls_file=path)
+    sent: list[str] = []
+    fail_after = [1]
+
+    def fake_send(target, title, body, event):
+        if len(sent) >= fail_after[0]:
+            return "timed out"
+        sent.append(title)
+        return ""
+
+    monkeypatch.setattr(notify, "send", fake_send)
+    history = History(tmp_path / "history.sqlite")
+    restore_tested(history)
+    runs = [("backup", RunResult("files", "nas", Status.FAILED, "x")),
+            ("check", RunResult("files", "nas", Status.CHECK_FAILED, "y"))]
+    assert not alerts.delivered(settings, history, alerts.decide(settings, history, runs, NOW))
+    assert sent == ["[offsite-backup] PROBLEM: backup failed, files on nas"]
+    fail_after[0] = 99
+    assert alerts.delivered(settings, history, alerts.decide(settings, history, runs, NOW))
+    assert sent[1:] == ["[offsite-backup] PROBLEM: repository check failed, files on nas"]
