@@ -9,6 +9,7 @@ from runner.settings import (
     GDriveDestination,
     LocalDestination,
     NasDestination,
+    S3Destination,
     Settings,
     load_settings,
     redacted,
@@ -44,7 +45,7 @@ def test_example_config_covers_every_field():
         example = tomllib.load(handle)
     destinations = example.pop("destinations")
     assert set(field_paths(Settings)) == set(toml_paths(example))
-    for kind in (LocalDestination, NasDestination, GDriveDestination):
+    for kind in (LocalDestination, NasDestination, GDriveDestination, S3Destination):
         tag = kind.model_fields["kind"].annotation.__args__[0]
         shown = [d for d in destinations.values() if d["kind"] == tag]
         assert shown, f"examples/runner.toml shows no {tag} destination"
