@@ -129,6 +129,14 @@ def test_copies_restore_like_the_original_and_restore_tests_visit_every_destinat
     passed = {(run.source, run.destination) for run in history.runs(kind="restore-test") if run.status == "ok"}
     assert passed == {(source, destination) for source in ("files", "postgres") for destination in ("nas", "usb")}
 
+    # prune in the copy keeps the manifest of every snapshot it keeps (found by the backup's id)
+    pruning = settings.model_copy(update={"retention": settings.retention.model_copy(
+        update={"minimum_snapshots": 1})})
+    code, pruned = results(pruning, root, "exec", "prune", "postgres", "--destination", "usb")
+    assert code == 0 and "1 kept" in pruned[-1]["message"], pruned
+    code, listed = results(settings, root, "snapshots", "postgres", "--destination", "usb")
+    assert listed[0]["snapshots"][0]["manifest_id"] == snapshot["manifest_id"]
+
     # the status shows each destination's last restore test
     code, status = results(settings, root, "status")
     assert {(state["source"], state["destination"]): state["last_restore_test"] for state in status} == {
