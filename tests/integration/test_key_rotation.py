@@ -1,6 +1,7 @@
-"""`runner repo rotate-key` against a real OpenBao and a real `bao agent`: a rotation that the next
-backup and restore test use, and one interrupted between adding the new key and removing the old
-(the agent stopped, so the new password is never rendered). The tests share one stack, in file order."""
+"""`runner repo rotate-key` against a real OpenBao and a real `bao agent`, with two destinations (a
+local directory, and an S3 bucket whose keys the agent renders too): a rotation that the next backup
+and restore test use, and one interrupted between adding the new key and removing the old (the agent
+stopped, so the new password is never rendered). The tests share one stack, in file order."""
 
 import json
 
@@ -11,13 +12,15 @@ from runner.selftest import write_sample
 from runner.settings import Settings
 from runner.workspace import job_dir
 from tests.integration.conftest import private_file, run_tools
-from tests.integration.services import OpenBao
+from tests.integration.services import S3, OpenBao
 from tests.integration.test_secrets import Agent, cli_run, stop_quietly, wait_for
 
 PREFIX = "offsite-backup"
+S3_SECRET = "rotation-test-s3-secret-key-0123456789"
+DESTINATIONS = {"local", "offsite"}
 
 
-def rotation_settings(base: Settings, root, bao) -> Settings:
+def rotation_settings(base: Settings, root, bao, s3) -> Settings:
     data = root / "etc-app"
     data.mkdir(mode=0o755)
     write_sample(data)
@@ -29,7 +32,8 @@ def rotation_settings(base: Settings, root, bao) -> Settings:
                "secrets_dir": job_dir(root / "secrets", base)},
         secrets={"approle_dir": root / "approle", "render_interval": 2, "kv_prefix": PREFIX, "policy": PREFIX,
                  "approle": PREFIX},
-        destinations={"local": {"kind": "local", "path": str(root / "repos" / "{source}")}},
+        destinations={"local": {"kind": "local", "path": str(root / "repos" / "{source}")},
+                      "offsite": {"kind": "s3", "endpoint": s3.endpoint, "bucket": "rotation", "path": "{source}"}},
         sources={"vault": {"address": bao.url, "enabled": False}, "postgres": {"enabled": False},
                  "minio": {"enabled": False}, "files": {"paths": [data]}},
     )
@@ -50,20 +54,28 @@ def stack(tmp_path_factory, engine, settings, testcontainers_env):
     root = tmp_path_factory.mktemp("rotation-stack")
     root.chmod(0o755)
     bao = OpenBao(settings).start()
+    s3 = S3(settings).start()
     agents = []
     try:
-        configured = rotation_settings(settings, root, bao)
+        configured = rotation_settings(settings, root, bao, s3)
         (root / "admin-token").write_text(bao.root_token)
         bootstrapped = cli_run(configured, root, "vault", "bootstrap", "--token-file", str(root / "admin-token"))
         assert bootstrapped.exit_code == 0, bootstrapped.output
+        assert "missing:   secret/offsite-backup/s3/offsite: access_key_id, secret_access_key" in bootstrapped.output
+        bao.client.secrets.kv.v2.create_or_update_secret(
+            path=f"{PREFIX}/s3/offsite", secret={"access_key_id": "AKIAROTATION00000001",
+                                                 "secret_access_key": S3_SECRET})
         assert cli_run(configured, root, "vault", "agent-config", "-o", str(root / "agent.hcl")).exit_code == 0
         agents.append(start_agent(configured, root))
-        assert cli_run(configured, root, "repo", "init").exit_code == 0
+        credentials = (configured.paths.secrets_dir / "offsite-aws-credentials").read_text()
+        assert f"aws_secret_access_key = {S3_SECRET}" in credentials
+        initialized = cli_run(configured, root, "repo", "init")
+        assert initialized.exit_code == 0, initialized.output
         backed_up = cli_run(configured, root, "exec", "backup", "files")
         assert backed_up.exit_code == 0, backed_up.output
         yield {"settings": configured, "root": root, "bao": bao, "agents": agents}
     finally:
-        for container in (*agents, bao):
+        for container in (*agents, bao, s3):
             stop_quietly(container)
 
 
@@ -111,8 +123,10 @@ def test_rotation_is_used_by_the_next_backup_and_restore_test(stack):
     rotated = cli_run(settings, root, "repo", "rotate-key", "files", "--token-file", str(root / "admin-token"),
                       "--wait", "60", "--write-kit", str(kit), "--json")
     assert rotated.exit_code == 0, rotated.output
-    [result] = json.loads(rotated.stdout)
-    assert result["status"] == "ok" and "old key" in result["message"] and "removed" in result["message"]
+    results = json.loads(rotated.stdout)
+    assert {r["destination"] for r in results} == DESTINATIONS
+    for result in results:
+        assert result["status"] == "ok" and "old key" in result["message"] and "removed" in result["message"]
 
     new = vault_password(stack)
     assert new != old and password_file.read_text() == new
@@ -124,9 +138,11 @@ def test_rotation_is_used_by_the_next_backup_and_restore_test(stack):
 
     backed_up = cli_run(settings, root, "exec", "backup", "files", "--json")
     assert backed_up.exit_code == 0, backed_up.output
-    tested = cli_run(settings, root, "exec", "restore-test", "files", "--json")
-    assert tested.exit_code == 0, tested.output
-    assert json.loads(tested.stdout)[0]["status"] == "ok"
+    assert {r["destination"] for r in json.loads(backed_up.stdout) if r["status"] == "ok"} == DESTINATIONS
+    for destination in DESTINATIONS:
+        tested = cli_run(settings, root, "exec", "restore-test", "files", "--destination", destination, "--json")
+        assert tested.exit_code == 0, tested.output
+        assert [r["status"] for r in json.loads(tested.stdout)] == ["ok"]
 
 
 def test_rotation_interrupted_before_the_render_leaves_both_passwords_working(stack):
@@ -138,9 +154,11 @@ def test_rotation_interrupted_before_the_render_leaves_both_passwords_working(st
     rotated = cli_run(settings, root, "repo", "rotate-key", "--token-file", str(root / "admin-token"),
                       "--wait", "5", "--json")
     assert rotated.exit_code == 1
-    [result] = json.loads(rotated.stdout)
-    assert result["status"] == "failed"
-    assert f"did not render the new password into {password_file} within 5 s" in result["message"]
+    results = json.loads(rotated.stdout)
+    assert {r["destination"] for r in results} == DESTINATIONS
+    for result in results:
+        assert result["status"] == "failed"
+        assert f"did not render the new password into {password_file} within 5 s" in result["message"]
 
     in_vault = vault_password(stack)
     assert in_vault != old and password_file.read_text() == old
@@ -155,3 +173,4 @@ def test_rotation_interrupted_before_the_render_leaves_both_passwords_working(st
     wait_for(lambda: password_file.read_text() == in_vault, "the restarted agent did not render Vault's password")
     backed_up = cli_run(settings, root, "exec", "backup", "files", "--json")
     assert backed_up.exit_code == 0, backed_up.output
+    assert {r["destination"] for r in json.loads(backed_up.stdout) if r["status"] == "ok"} == DESTINATIONS
