@@ -175,11 +175,25 @@ def _remove_new_keys(repositories: list[Repository], added: dict[str, str]) -> N
 
 def _store(settings: Settings, client: hvac.Client, source: str, data: dict, version: int,
            repositories: list[Repository], new: dict[str, str]) -> None:
+    """Write the new password to Vault. The new keys are removed again only when Vault certainly kept the
+    old password: after an answer that got lost, Vault is read back first."""
     where = f"{settings.secrets.kv_mount}/{settings.secrets.kv_prefix}/{kv_path(source)}"
     try:
         client.secrets.kv.v2.create_or_update_secret(path=f"{settings.secrets.kv_prefix}/{kv_path(source)}",
                                                      secret=data, cas=version, mount_point=settings.secrets.kv_mount)
     except (hvac.exceptions.VaultError, OSError) as error:
+        try:
+            holds: str | None = read_password(settings, client, source)[0]["password"]
+        except (RotationError, hvac.exceptions.VaultError, OSError):
+            holds = None
+        if holds == data["password"]:
+            logger.warning("Vault answered the write of {} with an error ({}), but holds the new password", where,
+                           error)
+            return
+        if holds is None:
+            raise RotationError(f"the write of the new password to {where} failed ({error}) and Vault cannot be "
+                                "read back: the new keys are left in place, so every repository opens with the "
+                                "old password and with the new one, whichever Vault holds") from None
         _remove_new_keys(repositories, new)
         changed = " (changed by someone else meanwhile)" if isinstance(error, hvac.exceptions.InvalidRequest) else ""
         raise RotationError(f"Vault refused the new password at {where}{changed}: {error}; Vault was not changed, "
