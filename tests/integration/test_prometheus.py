@@ -121,6 +121,18 @@ def test_promtool_accepts_the_rules_and_their_unit_tests_pass():
     assert tested.returncode == 0, tested.stdout + tested.stderr
 
 
+def test_every_dashboard_expression_is_valid_promql(tmp_path):
+    """promtool parses each of the dashboard's queries, given to it as a recording rule (Grafana's
+    variables sit inside label matchers' strings, so the queries are PromQL as they stand)."""
+    expressions = [label_values_metric(expr) for expr in dashboard_expressions(json.loads(DASHBOARD.read_text()))]
+    rules = tmp_path / "dashboard-queries.yml"
+    rules.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": [
+        {"record": f"dashboard:query_{number}", "expr": expr} for number, expr in enumerate(expressions)]}]}))
+    checked = promtool("check", "rules", str(rules))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"SUCCESS: {len(expressions)} rules found" in checked.stdout
+
+
 def test_the_dashboard_is_well_formed():
     dashboard = json.loads(DASHBOARD.read_text())
     panels = dashboard["panels"]
