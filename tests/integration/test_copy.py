@@ -12,7 +12,7 @@ from runner.cli import cli
 from runner.monitoring.history import open_history
 from runner.repository import Repository
 from runner.selftest import tree_fingerprint
-from runner.settings import Settings
+from runner.settings import LocalDestination, Settings
 from runner.sources import SOURCES
 from tests.integration.conftest import private_file, write_config
 from tests.integration.nas import NasContainer, make_identity
@@ -159,3 +159,22 @@ def test_a_destination_filled_by_copying_is_left_out_of_backups_and_copied_into(
     code, status = results(settings, root, "status")
     usb = {state["source"]: state for state in status if state["destination"] == "usb"}
     assert usb["files"]["within_rpo"] and usb["files"]["last_outcome"] == "ok"
+
+
+def test_a_copy_that_cannot_run_is_recorded_and_alerted(sites):
+    settings, root = sites["settings"], sites["root"]
+    spare = LocalDestination(kind="local", path=str(root / "spare" / "{source}"))  # never initialized
+    settings = settings.model_copy(update={"destinations": {**settings.destinations, "spare": spare}})
+    code, initialized = results(settings, root, "repo", "init", "--destination", "nas")
+    assert code == 0, initialized
+    code, copied = results(settings, root, "exec", "copy", "--from", "nas", "--to", "spare")
+    assert code == 1
+    assert {entry["source"]: entry["status"] for entry in copied} == {"files": "repository missing",
+                                                                       "postgres": "repository missing"}
+    assert all("runner repo init --destination spare" in entry["message"] for entry in copied)
+    assert not (root / "spare").exists()  # a copy never creates a repository
+    history = open_history(settings.paths.state_dir)
+    alerts = history.open_alerts()
+    assert alerts["copy:files:spare"]["kind"] == "copy failed"
+    assert {(run.source, run.status) for run in history.runs(kind="copy", destination="spare")} == {
+        ("files", "repository missing"), ("postgres", "repository missing")}
