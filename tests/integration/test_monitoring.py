@@ -163,9 +163,10 @@ def synthetic_history(settings: Settings) -> History:
 def test_dashboard_renders_in_chromium(tmp_path, settings):
     if not shutil.which("chromium"):
         pytest.fail("chromium is not installed (scripts/test installs it)")
+    # the restore tests visit the three destinations in turn: each is due every 3 x 10 days
     configured = Settings(paths={**settings.paths.model_dump(), "state_dir": tmp_path / "state"},
                           destinations={name: {"kind": "local", "path": str(tmp_path / name)} for name in DESTINATIONS},
-                          sources={"files": {"enabled": False}})
+                          sources={"files": {"enabled": False}}, monitoring={"restore_test_every": 10 * 86400})
     history = synthetic_history(configured)
     assert len(history.runs()) >= 30
     page = dashboard.write(configured, history, tmp_path / "dashboard.html")
