@@ -47,8 +47,9 @@ def registry(settings: Settings, history: History) -> CollectorRegistry:
     within = gauge("within_rpo", "1 if the last successful backup is younger than the RPO.", repository)
     rates = {days: gauge(f"backup_success_ratio_{days}d", f"Backups that succeeded, of those that ran, over {days} "
                          "days (put-off ones aside).", repository) for days in (30, 90)}
-    test_overdue = gauge("restore_test_overdue", "1 if no restore test passed within monitoring.restore_test_every "
-                         "(on the destination the restore tests read from).", repository)
+    test_overdue = gauge("restore_test_overdue", "1 if no restore test passed on the destination within "
+                         "monitoring.restore_test_every times the number of destinations the tests visit in turn.",
+                         repository)
     quota_used = gauge("quota_used_bytes", "Bytes uploaded today (UTC) to the destination.", ("destination",))
     quota_limit = gauge("quota_limit_bytes", "Daily upload quota of the destination (0: none).", ("destination",))
 
