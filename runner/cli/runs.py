@@ -1,4 +1,4 @@
-"""The scheduled jobs: exec backup, check, prune, restore-test."""
+"""The scheduled jobs: exec backup, check, prune, restore-test, copy."""
 
 from __future__ import annotations
 
