@@ -218,7 +218,7 @@ def test_quota_defers_the_second_backup_of_the_day(engine, settings, tmp_path, d
     code, second = invoke_json(configured, tmp_path, "exec", "backup", "files")
     assert code == 75
     assert (second["local"]["status"] == "deferred by quota"
-            and "daily quota of 1000 bytes" in second["local"]["message"])
+            and "daily quota of 1000 B;" in second["local"]["message"])
     assert ledger(configured.paths.state_dir).uploaded_today("local") == uploaded
     shown = invoke(configured, tmp_path, "quota")
     assert "local" in shown.output and f"{uploaded / 1024:.1f} KiB" in shown.output

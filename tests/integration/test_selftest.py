@@ -1,5 +1,7 @@
 """`runner selftest`, the README's main command for now, through the real CLI and real containers."""
 
+import re
+
 import tomli_w
 from click.testing import CliRunner
 
@@ -20,7 +22,7 @@ def test_selftest_backs_up_restores_and_lists(engine, settings, tmp_path):
     second = CliRunner().invoke(cli, ["--config", str(config), "selftest"], prog_name="runner")
     assert second.exit_code == 0, second.output
     # the listing shows both runs' snapshots in the one repository
-    assert second.output.count("│ selftest │ /data") == 2
+    assert len(re.findall(r"^\s*[0-9a-f]{8}\s.*\bselftest\s+/data\b", second.output, re.M)) == 2, second.output
     assert list((settings.paths.staging_dir).iterdir()) == []  # sample and restore cleaned up
 
 
