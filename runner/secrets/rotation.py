@@ -68,6 +68,8 @@ def read_password(settings: Settings, client: hvac.Client, source: str) -> tuple
             raise_on_deleted_version=True)
     except hvac.exceptions.InvalidPath:
         raise RotationError(f"Vault has no password at {where}: run `runner vault bootstrap` first") from None
+    except (hvac.exceptions.VaultError, OSError) as error:
+        raise RotationError(f"Vault did not give the password at {where}: {error}") from None
     data, version = response["data"]["data"], response["data"]["metadata"]["version"]
     if not isinstance(data.get("password"), str) or not data["password"]:
         raise RotationError(f"{where} has no 'password'")
@@ -80,17 +82,17 @@ def rotate(settings: Settings, engine: Engine, client: hvac.Client, source: str,
     """Rotate the password of one source on these destinations (every enabled one: they share it)."""
     started = time.monotonic()
     try:
-        messages = _rotate(settings, engine, client, source, destinations, wait)
+        outcomes = _rotate(settings, engine, client, source, destinations, wait)
     except (RotationError, RepositoryError) as error:
         logger.error("key rotation of {}: {}", source, error)
         return [RunResult(source, d.name, Status.FAILED, str(error), duration=time.monotonic() - started)
                 for d in destinations]
-    return [RunResult(source, name, Status.OK, message, duration=time.monotonic() - started)
-            for name, message in messages.items()]
+    return [RunResult(source, name, status, message, duration=time.monotonic() - started)
+            for name, (status, message) in outcomes.items()]
 
 
 def _rotate(settings: Settings, engine: Engine, client: hvac.Client, source: str,
-            destinations: list[Destination], wait: float) -> dict[str, str]:
+            destinations: list[Destination], wait: float) -> dict[str, tuple[Status, str]]:
     data, version = read_password(settings, client, source)
     files = list(dict.fromkeys(d.password_file(source) for d in destinations))
     for path in files:
@@ -106,21 +108,30 @@ def _rotate(settings: Settings, engine: Engine, client: hvac.Client, source: str
         deadline = time.monotonic() + wait
         for path in files:
             _await_render(path, new_password, deadline, wait, old)
-        messages = {}
-        for repository in repositories:
-            name = repository.destination.name
-            keys = repository.keys()  # opened with the rendered password file
-            current = next(key.id for key in keys if key.current)
-            if current != new[name]:
-                raise RotationError(f"{repository.location}: the rendered password opens key {current[:8]}, not the "
-                                    f"new key {new[name][:8]}; the old key {old[name][:8]} is left in place")
-            repository.remove_key(old[name])
-            logger.info("{}: new key {} in use, old key {} removed", repository.location, new[name][:8],
-                        old[name][:8])
-            others = [key.id[:8] for key in keys if key.id not in (current, old[name])]
-            kept = f"; other keys kept: {', '.join(others)}" if others else ""
-            messages[name] = f"{repository.location}: new key {new[name][:8]}, old key {old[name][:8]} removed{kept}"
-        return messages
+        return {repository.destination.name: _finish(repository, new[repository.destination.name],
+                                                     old[repository.destination.name])
+                for repository in repositories}
+
+
+def _finish(repository: Repository, new: str, old: str) -> tuple[Status, str]:
+    """Step 5 on one repository: past step 3 each repository is finished on its own, as both passwords
+    open it."""
+    try:
+        keys = repository.keys()  # opened with the rendered password file
+        current = next(key.id for key in keys if key.current)
+        if current != new:
+            return Status.FAILED, (f"{repository.location}: the rendered password opens key {current[:8]}, not the "
+                                   f"new key {new[:8]}; the old key {old[:8]} is left in place")
+        repository.remove_key(old)
+    except RepositoryError as error:
+        logger.error("{}: the old key {} could not be removed: {}", repository.location, old[:8], error)
+        return Status.FAILED, (f"{error}; the old key {old[:8]} is left in place, and the repository opens with the "
+                               "new password (in Vault) and with the old one: remove the old key with "
+                               f"`restic key remove {old[:8]}`")
+    logger.info("{}: new key {} in use, old key {} removed", repository.location, new[:8], old[:8])
+    others = [key.id[:8] for key in keys if key.id not in (current, old)]
+    kept = f"; other keys kept: {', '.join(others)}" if others else ""
+    return Status.OK, f"{repository.location}: new key {new[:8]}, old key {old[:8]} removed{kept}"
 
 
 def _rendered(settings: Settings, path: Path, password: str, source: str) -> None:

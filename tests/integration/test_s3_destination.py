@@ -121,6 +121,11 @@ def test_files_go_into_the_bucket_and_come_back_byte_for_byte(engine, settings, 
     assert result["destination"] == "offsite" and result["status"] == "ok"
     assert any(key.startswith(f"{tmp_path.name}/files/data/") for key in stored_keys(store, tmp_path.name))
 
+    listed = invoke(configured, tmp_path, "repo", "list", "--json")
+    assert listed.exit_code == 0, listed.output
+    [state] = json.loads(listed.stdout)
+    assert state["state"] == "ok" and state["snapshots"] >= 1 and state["stored_bytes"] > 0
+
     target = tmp_path / "restored"
     restored = invoke(configured, tmp_path, "restore", "files", "--to-dir", str(target), "--destination", "offsite")
     assert restored.exit_code == 0, restored.output
