@@ -17,8 +17,11 @@ from podman.domain.containers_manager import ContainersManager
 from runner.cli import cli
 from runner.selftest import tree_fingerprint, write_sample
 from runner.settings import Settings
+from runner.sources.files.backup import ROOT
+from runner.workspace import job_dir
 from tests.integration.conftest import private_file, write_config
 from tests.integration.services import S3
+from tests.integration.test_secrets import kit_commands
 
 BUCKET = "offsite-backups"
 # moto checks request signatures once this many requests have been served: the fixture's own three
@@ -133,6 +136,17 @@ def test_files_go_into_the_bucket_and_come_back_byte_for_byte(engine, settings, 
     for path in (p for p in data.rglob("*") if p.is_file() and not p.is_symlink()):
         assert (target / str(path).lstrip("/")).read_bytes() == path.read_bytes(), path
 
+    kit = tmp_path / "kit.md"
+    assert invoke(configured, tmp_path, "recovery-kit", "--output", str(kit)).exit_code == 0
+    workdir = job_dir(tmp_path / "kit", settings)
+    # a person with the kit and restic: the kit's commands, word for word, in an empty directory
+    run = subprocess.run(["podman", "run", "--rm", "-v", f"{workdir}:/kit", "-w", "/kit", settings.images.tools,
+                          "sh", "-euc", kit_commands(kit.read_text(), "offsite", "files")],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, f"{run.stdout[-2000:]}\n{run.stderr[-2000:]}"
+    from_kit = workdir / "restore-files" / ROOT.strip("/") / str(data).lstrip("/")  # the job saw the paths there
+    assert tree_fingerprint(from_kit) == tree_fingerprint(data)
+
     tested = invoke(configured, tmp_path, "exec", "restore-test", "files", "--json")
     assert tested.exit_code == 0, tested.output
     assert json.loads(tested.stdout)[0]["status"] == "ok"
@@ -144,7 +158,8 @@ def test_files_go_into_the_bucket_and_come_back_byte_for_byte(engine, settings, 
     assert inspections
     for inspected in inspections:
         assert store.keys[1] not in inspected and store.keys[0] not in inspected, "a key in podman inspect"
-    for output in (initialized.output, backed_up.output, restored.output, tested.output, checked.output):
+    for output in (initialized.output, backed_up.output, restored.output, tested.output, checked.output, run.stdout,
+                   run.stderr):
         assert store.keys[1] not in output
 
 
