@@ -361,6 +361,15 @@ class S3(Destination):
                 f"store the keys with `vault kv put {secrets.kv_mount}/{secrets.kv_prefix}/s3/{self.name} "
                 "access_key_id=... secret_access_key=...`") from None
 
+    def diagnose(self, engine: Engine, access: RepositoryAccess) -> str:
+        # restic retries a refused request for many minutes and then names only the operation: asking the
+        # endpoint again says whether it refuses the keys (revoked since the preflight) or does not answer.
+        try:
+            self.preflight()
+        except DestinationUnavailable as error:
+            return str(error)
+        return ""
+
     def secret_files(self) -> list[SecretFile]:
         body = (f"[{self.PROFILE}]\naws_access_key_id = " + kv_value("access_key_id")
                 + "\naws_secret_access_key = " + kv_value("secret_access_key") + "\n")

@@ -101,6 +101,12 @@ def test_an_endpoint_that_does_not_answer_is_named(tmp_path):
         s3.preflight()
 
 
+def test_a_failed_restic_job_is_diagnosed_by_asking_the_endpoint_again(tmp_path):
+    s3 = destination(tmp_path, connect_timeout=2)
+    secret(s3.credentials_file, GOOD)
+    assert "offsite: S3 endpoint http://127.0.0.1:9 does not answer" in s3.diagnose(None, None)
+
+
 def test_catalog_entry_renders_the_credentials_file(tmp_path):
     [entry] = destination(tmp_path).secret_files()
     assert entry.kv_path == "s3/offsite" and entry.keys == ("access_key_id", "secret_access_key")
