@@ -1,7 +1,12 @@
 """Runs job specs as ephemeral, hardened Podman containers. The only module that imports podman.
 
-One job: create -> start -> stream its output to the log -> wait (bounded by the timeout,
-after which the container is killed) -> collect the exit code -> remove, always.
+One job: create -> attach to its output -> start -> stream its output to the log until it ends -> wait
+(bounded by the timeout, after which the container is killed) -> collect the exit code -> remove, always.
+
+The output comes through one attach connection made before the start (as `podman run` gets it): it ends the
+moment the job's process does, and a slow reader holds the job back rather than losing output. Following the
+log file instead costs about half a second per job (Podman notices the exit by polling), which is most of a
+short job's cost.
 """
 
 from __future__ import annotations
@@ -83,6 +88,9 @@ PROGRESS_ENV = {"RESTIC_PROGRESS_FPS": "1"}
 # A leftover is an exited or never-started job container older than this (a live run removes its
 # own containers within seconds of their exit).
 LEFTOVER_GRACE_SECONDS = 120
+# How often Podman looks for the exit once the job's output has ended (its default, 250 ms, was most of a short
+# job's cost); while the output flows no one polls.
+EXIT_POLL_INTERVAL = "20ms"
 
 
 class JobError(Exception):
@@ -352,13 +360,14 @@ class Engine:
                            f"{error.explanation or error}") from None
         try:
             try:
+                output = _attach(container)
                 container.start()
-            except APIError as error:
+            except (APIError, requests.RequestException) as error:
                 raise JobError(f"job {spec.name}: Podman could not start the container: "
-                               f"{error.explanation or error}") from None
-            readers = _OutputReaders(container, spec.name, self.settings.log.job_output, spec.progress)
+                               f"{_explained(error)}") from None
+            readers = _OutputReaders(output, spec.name, self.settings.log.job_output, spec.progress)
             try:
-                exit_code, timed_out = self._wait(container, timeout)
+                exit_code, timed_out = self._wait(container, readers, timeout)
                 readers.join()
             finally:
                 readers.bar.clear()
@@ -387,9 +396,17 @@ class Engine:
             said = "; last output: " + " | ".join(result.output_tail[-5:])
         logger.warning("job {}: {}{}{}", result.name, outcome, where, said)
 
-    def _wait(self, container, timeout: int) -> tuple[int | None, bool]:
+    def _wait(self, container, readers: _OutputReaders, timeout: int) -> tuple[int | None, bool]:
+        """The exit code, or (None, True) when the job outlived its timeout and was killed. The output ends when
+        the job's process does; Podman is asked for the exit code only then (or when the output was closed early)."""
+        deadline = time.monotonic() + timeout
+        readers.join(timeout)
         try:
-            return int(container.wait(condition=["exited", "stopped"], timeout=timeout)), False
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise requests.Timeout(f"the output went on past {timeout} s")
+            return int(container.wait(condition=["exited", "stopped"], interval=EXIT_POLL_INTERVAL,
+                                      timeout=remaining)), False
         except (APIError, requests.RequestException) as error:
             if not _is_timeout(error):
                 raise
@@ -581,10 +598,19 @@ class ExecResult:
     stderr_tail: list[str]
 
 
-class _OutputReaders:
-    """Follows a container's stdout and stderr in two threads, logging each line as it arrives."""
+def _attach(container):
+    """The container's output stream (stdout and stderr multiplexed), attached before it starts so nothing is
+    missed: Podman readies the container for it (the start that follows is then quick)."""
+    response = container.client.post(f"/containers/{container.id}/attach", stream=True,
+                                      params={"stream": "true", "stdout": "true", "stderr": "true", "logs": "false"})
+    response.raise_for_status()
+    return response
 
-    def __init__(self, container, job: str, level: str, progress=None):
+
+class _OutputReaders:
+    """Reads a container's attached output in a thread, logging each line of stdout and stderr as it arrives."""
+
+    def __init__(self, output, job: str, level: str, progress=None):
         self.progress = progress
         self._last_progress = time.monotonic()  # a job shorter than PROGRESS_SECONDS logs no progress line
         self.latest: str | None = None  # the last progress message
@@ -595,17 +621,12 @@ class _OutputReaders:
         self.output_tail: deque[str] = deque(maxlen=TAIL_LINES)
         self._kept = 0
         self._lock = threading.Lock()
-        self._threads = [
-            threading.Thread(target=self._follow, args=(container, job, level, True), daemon=True),
-            threading.Thread(target=self._follow, args=(container, job, level, False), daemon=True),
-        ]
-        for thread in self._threads:
-            thread.start()
+        self._thread = threading.Thread(target=self._follow, args=(output, job, level), daemon=True)
+        self._thread.start()
 
-    def _follow(self, container, job: str, level: str, is_stdout: bool) -> None:
+    def _follow(self, output, job: str, level: str) -> None:
         try:
-            frames = container.logs(stream=True, follow=True, stdout=is_stdout, stderr=not is_stdout)
-            for line in _lines(frames):
+            for is_stdout, line in _demuxed_lines(api.stream_frames(output, demux=True)):
                 with self.bar.cleared():
                     logger.log("DEBUG" if is_stdout else level, "[{}] {}", job, line)
                 if is_stdout and self.progress and self._report_progress(job, line):
@@ -618,8 +639,10 @@ class _OutputReaders:
                             self.stdout.append(line)
                     else:
                         self.stderr_tail.append(line)
-        except (APIError, NotFound, requests.RequestException) as error:
+        except (APIError, NotFound, requests.RequestException, OSError) as error:
             logger.debug("output of {} ended: {}", job, error)
+        finally:
+            output.close()
 
     def _report_progress(self, job: str, line: str) -> bool:
         """Show the progress the line tells of; whether it was a progress line (not the summary, nor other output)."""
@@ -640,9 +663,8 @@ class _OutputReaders:
                 logger.info("[{}] {}", job, message)
         return True
 
-    def join(self) -> None:
-        for thread in self._threads:
-            thread.join(timeout=30)
+    def join(self, timeout: float = 30) -> None:
+        self._thread.join(timeout=timeout)
 
 
 class _Bar:
@@ -695,15 +717,21 @@ class _Bar:
                 self._draw()
 
 
-def _lines(frames: Iterator[bytes]) -> Iterator[str]:
-    pending = b""
+def _demuxed_lines(frames: Iterable[Any]) -> Iterator[tuple[bool, str]]:
+    """(is_stdout, line) for each line of the two streams (frames: demuxed (stdout, stderr) pairs), in the order
+    the lines were completed."""
+    pending = {True: b"", False: b""}
     for frame in frames:
-        pending += frame
-        *complete, pending = pending.split(b"\n")
-        for line in complete:
-            yield line.decode("utf-8", "replace").rstrip("\r")
-    if pending:
-        yield pending.decode("utf-8", "replace")
+        for is_stdout, data in zip((True, False), frame, strict=True):
+            if not data:
+                continue
+            pending[is_stdout] += data
+            *complete, pending[is_stdout] = pending[is_stdout].split(b"\n")
+            for line in complete:
+                yield is_stdout, line.decode("utf-8", "replace").rstrip("\r")
+    for is_stdout, rest in pending.items():
+        if rest:
+            yield is_stdout, rest.decode("utf-8", "replace")
 
 
 def _explained(error: Exception) -> str:

@@ -1,6 +1,7 @@
 """The container options a job gets, checked without Podman (the integration tests run them)."""
 
 import io
+import struct
 from pathlib import Path
 
 import pytest
@@ -80,9 +81,11 @@ def test_secret_values_are_refused_in_argv_and_env():
         engine.check_no_secrets(JobSpec(name="x", argv=("true",), env={"PGPASSWORD": "s3cr3t-for-engine-test"}))
 
 
-def test_output_frames_are_split_into_lines():
-    frames = [b"first li", b"ne\nsecond\nthi", b"rd\n", b"no newline at end"]
-    assert list(engine._lines(iter(frames))) == ["first line", "second", "third", "no newline at end"]
+def test_output_frames_are_split_into_lines_per_stream():
+    frames = [(b"first li", None), (None, b"an err"), (b"ne\nsecond\nthi", None), (None, b"or\n"), (b"rd\n", None),
+              (b"no newline at end", None)]
+    assert list(engine._demuxed_lines(iter(frames))) == [
+        (True, "first line"), (True, "second"), (False, "an error"), (True, "third"), (True, "no newline at end")]
 
 
 def test_failed_result_describes_exit_code_and_tail():
@@ -247,13 +250,24 @@ class RunningContainer:
     def start(self):
         pass
 
-    def wait(self, condition, timeout):
+    def wait(self, condition, interval, timeout):
         return self.exit_code
 
-    def logs(self, stream, follow, stdout, stderr):
-        return iter([f"{line}\n".encode() for line in self.output[stdout]])
+    def attached(self) -> "AttachedOutput":
+        """Its output as Podman's attach stream sends it: each line a frame, stdout's first (stream 1), stderr's."""
+        frames = [(stream, f"{line}\n".encode()) for stream, is_stdout in ((1, True), (2, False))
+                  for line in self.output[is_stdout]]
+        return AttachedOutput(b"".join(struct.pack(">BxxxL", stream, len(data)) + data for stream, data in frames))
 
     def remove(self, force, v):
+        pass
+
+
+class AttachedOutput:
+    def __init__(self, data: bytes):
+        self.raw = io.BytesIO(data)
+
+    def close(self):
         pass
 
 
@@ -275,6 +289,7 @@ def run_job(monkeypatch, spec, stdout, stderr=(), exit_code=0):
     monkeypatch.setattr(job, "image_exists", lambda image: True)
     monkeypatch.setattr(job.client.containers, "create", lambda **options: created.append(
         RunningContainer(stdout, stderr, exit_code, **options)) or created[-1])
+    monkeypatch.setattr(engine, "_attach", lambda container: container.attached())
     return job.run(spec), created[0]
 
 
