@@ -63,7 +63,7 @@ def alternate(repetitions: int, **sides) -> dict[str, list[float]]:
         for name in order:
             seconds, _ = timed(sides[name])
             times[name].append(seconds)
-            say(f"  {name}: {seconds:.1f} s")
+            say(f"  {name}: {seconds:.3f} s")
     return times
 
 
@@ -112,16 +112,23 @@ def address(container: str) -> str:
 
 
 @contextmanager
-def postgres(rows: int, name: str = "offsite-bench-postgres"):
-    """A PostgreSQL whose plain dump holds about `rows` x 100 bytes, in database `bench`."""
+def postgres(rows: int, name: str = "offsite-bench-postgres", workload: str = "generated"):
+    """A PostgreSQL whose plain dump holds about `rows` x 100 bytes, in database `bench`: one table of generated
+    rows (two MD5 hex strings each), or with workload "realistic" a home server's kind of databases (see
+    realistic.py)."""
     sh("podman", "rm", "-f", name, check=False)
     sh("podman", "run", "-d", "--name", name, "--network", network(), "-e", f"POSTGRES_PASSWORD={PG_PASSWORD}",
        images.testbed_tag("postgres"))
     try:
         while sh("podman", "exec", name, "pg_isready", "-q", "-h", address(name), check=False).returncode != 0:
             time.sleep(0.5)
-        say(f"loading {rows} rows into {name} ...")
+        say(f"loading {rows} rows ({workload}) into {name} ...")
         sql(name, "CREATE DATABASE bench", "postgres")
+        if workload == "realistic":
+            from realistic import load
+            load(name, rows)
+            yield name
+            return
         sql(name, "CREATE TABLE events (id bigserial PRIMARY KEY, at timestamptz, kind text, payload text)")
         sql(name, "INSERT INTO events (at, kind, payload) SELECT timestamptz '2024-01-01' + g * interval '1 second', "
                   "(ARRAY['login','order','refund','view'])[1 + g % 4], md5(g::text) || md5((g * 7)::text) "

@@ -6,27 +6,51 @@ The runner's backup does more than the bare command: preflight (container check,
 the server's container), stale-lock check, the manifest of every table, the manifest's own snapshot
 and the repository's size afterwards (one extra job container). Target: at most 1.10 times the bare command's wall time.
 
-    python bench/overhead.py [--rows 11000000] [--repetitions 3]
+The fixed cost of a job container: the engine running `true` (create, attach, start, wait, remove, with
+its hardening) against `podman run --rm --network none` of the same image, alternating, medians of
+--fixed-repetitions each. Target: at most 1.3 times `podman run --rm`.
+
+    python bench/overhead.py [--rows 11000000] [--repetitions 3] [--fixed-repetitions 10] [--fixed-only]
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from runner.backup import back_up
 from runner.engine import JobSpec, Mount
 from runner.sources import get as source_named
 
-from common import address, alternate, by_hand, median, postgres, postgres_repositories, record, say, sh, workspace
+from common import (
+    TOOLS,
+    address,
+    alternate,
+    by_hand,
+    median,
+    postgres,
+    postgres_repositories,
+    record,
+    say,
+    sh,
+    workspace,
+)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=11_000_000, help="about 100 bytes of dump each")
     parser.add_argument("--repetitions", type=int, default=3)
+    parser.add_argument("--fixed-repetitions", type=int, default=10)
+    parser.add_argument("--fixed-only", action="store_true", help="measure only the job container's fixed cost")
     args = parser.parse_args()
 
     space = workspace("overhead")
+    fixed_text = fixed_cost(space, args.fixed_repetitions)
+    if args.fixed_only:
+        say(fixed_text)
+        record("Job container fixed cost (bench/overhead.py --fixed-only)", fixed_text)
+        return
     runner_repo, hand_repo = space.root / "repo-runner", space.root / "repo-by-hand"
     with postgres(args.rows) as container:
         settings, destinations = postgres_repositories(space, container, runner_repo, hand_repo)
@@ -63,11 +87,6 @@ def main() -> None:
         times = alternate(args.repetitions, runner=runner_way, by_hand=by_hand_way,
                           by_hand_with_manifest=by_hand_with_manifest)
 
-    say("fixed cost of one job container: the runner's engine against `podman run --rm`")
-    job = JobSpec(name="bench-true", argv=("true",))
-    fixed = alternate(5, engine=lambda: space.engine.run(job),
-                      podman_run=lambda: sh("podman", "run", "--rm", "--network", "none",
-                                            "localhost/offsite-backup/tools:latest", "true"))
     ratio = median(times["runner"]) / median(times["by_hand"])
     text = (
         f"| | median wall time ({args.repetitions} each, alternating) |\n|---|---|\n"
@@ -80,12 +99,29 @@ def main() -> None:
         f"Dump size: {sizes[-1] / 1e9:.2f} GB. Ratio runner / by hand: **{ratio:.2f}** (target: at most 1.10); "
         f"the manifest's share: {median(times['by_hand_with_manifest']) / median(times['by_hand']):.2f}, "
         f"the rest of the orchestration: {median(times['runner']) / median(times['by_hand_with_manifest']):.2f}.\n\n"
-        f"Fixed cost of one job container (`true`): {median(fixed['engine']) * 1000:.0f} ms through the runner's "
-        f"engine (create, start, follow output, wait, remove), {median(fixed['podman_run']) * 1000:.0f} ms with "
-        f"`podman run --rm`. The runner's PostgreSQL backup to one local repository started {len(containers)} job "
+        f"{fixed_text} The runner's PostgreSQL backup to one local repository started {len(containers)} job "
         f"containers ({', '.join(containers)}).")
     say(text)
     record("Orchestration overhead (bench/overhead.py)", text)
+
+
+def fixed_cost(space, repetitions: int) -> str:
+    """The engine's job container for `true` against `podman run --rm`, alternating, in milliseconds."""
+    say("fixed cost of one job container: the runner's engine against `podman run --rm`")
+    job = JobSpec(name="bench-true", argv=("true",))
+    space.engine.run(job)  # the first of each pays for loading what later runs find cached
+    sh("podman", "run", "--rm", "--network", "none", TOOLS, "true")
+    fixed = alternate(repetitions, engine=lambda: space.engine.run(job),
+                      podman_run=lambda: sh("podman", "run", "--rm", "--network", "none", TOOLS, "true"))
+    engine, podman = median(fixed["engine"]) * 1000, median(fixed["podman_run"]) * 1000
+    return (f"Fixed cost of one job container (`true`), medians of {repetitions} alternating runs each: "
+            f"**{engine:.0f} ms** through the runner's engine (create, attach, start, wait, remove; hardened), "
+            f"{podman:.0f} ms with `podman run --rm --network none`: ratio **{engine / podman:.2f}** (target: at most "
+            f"1.3). Load average at the start: {load()}.")
+
+
+def load() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 if __name__ == "__main__":

@@ -138,3 +138,45 @@ def test_names_that_are_not_utf8_come_out_the_same_in_blocks_of_any_size():
         return built.document()
 
     assert all(manifest(size) == manifest(len(LEGACY_DUMP)) for size in (1, 2, 3, 7))
+
+
+def test_format_3_checksums_are_xxh3_128_and_format_2_sha256_of_the_copy_data(tmp_path):
+    import hashlib
+
+    import xxhash
+
+    rows = b"1\talice\n2\tbob\n"
+    _, newest = run(_dir(tmp_path, "new"), DUMP)
+    source = _dir(tmp_path, "old") / "dump.sql"
+    source.write_text(DUMP)
+    older = tmp_path / "old" / "manifest.json"
+    result = subprocess.run([sys.executable, str(SCRIPT), "--format", "2", "--manifest", str(older), "--",
+                             "cat", str(source)], capture_output=True)
+    assert result.returncode == 0 and result.stdout == DUMP.encode()
+    new, old = json.loads(newest.read_text()), json.loads(older.read_text())
+    assert (new["format"], old["format"]) == (3, 2)
+    assert new["databases"]["shop"]["public.customers"] == {"rows": 2, "checksum": xxhash.xxh3_128(rows).hexdigest()}
+    assert old["databases"]["shop"]["public.customers"] == {"rows": 2,
+                                                            "checksum": hashlib.sha256(rows).hexdigest()[:32]}
+
+
+def test_an_unknown_format_is_refused_before_the_dump_runs(tmp_path):
+    marker = tmp_path / "ran"
+    result = subprocess.run([sys.executable, str(SCRIPT), "--format", "9", "--manifest", str(tmp_path / "m.json"),
+                             "--", "touch", str(marker)], capture_output=True)
+    assert result.returncode == 2 and b"usage" in result.stderr
+    assert not marker.exists()
+
+
+def test_rows_are_counted_alike_in_blocks_large_and_small():
+    """Large blocks are counted with numpy when it is there, small ones with bytes.count."""
+    loader = importlib.machinery.SourceFileLoader("dump_with_manifest", str(SCRIPT))
+    module = types.ModuleType(loader.name)
+    loader.exec_module(module)
+    rows = b"".join(b"%d\tsome text\n" % i for i in range(50_000))
+    data = b"\\connect db\nCOPY public.t (a, b) FROM stdin;\n" + rows + b"\\.\n"
+    for size in (1000, 1 << 16, len(data)):
+        built = module.Manifest()
+        for start in range(0, len(data), size):
+            built.feed(data[start:start + size])
+        assert built.document()["databases"]["db"]["public.t"]["rows"] == 50_000, size
