@@ -31,7 +31,9 @@ from runner.workspace import hand_to_job_user, job_dir  # noqa: E402
 RESULTS = ROOT / "bench" / "results.md"
 NETWORK = "offsite-bench"
 PG_PASSWORD = "bench-postgres-password"
-TOOLS = "localhost/offsite-backup/tools:latest"
+# A tag of the benchmarks' own: a test run from another checkout that rebuilds :latest from its own tree cannot
+# swap the image under a measurement.
+TOOLS = os.environ.get("BENCH_TOOLS_IMAGE", "localhost/offsite-backup/tools:bench")
 
 
 def say(text: str) -> None:
@@ -85,6 +87,7 @@ def workspace(name: str, **overrides) -> Workspace:
         paths={"state_dir": root / "state", "staging_dir": root / "staging", "cache_dir": root / "cache",
                "secrets_dir": secrets_dir},
         restic={"password_file": str(root / "secrets" / "restic-{source}.password")},
+        images={"tools": TOOLS},
         **overrides,
     )
     for source in ("vault", "postgres", "minio", "files"):

@@ -24,7 +24,21 @@ from runner.sources import get as source_named
 from runner.sources.postgres.restore import load_dump
 from runner.workspace import job_dir, remove_tree
 
-from common import NETWORK, address, alternate, median, network, pgpass, postgres, private, record, say, sh, workspace
+from common import (
+    NETWORK,
+    TOOLS,
+    address,
+    alternate,
+    median,
+    network,
+    pgpass,
+    postgres,
+    private,
+    record,
+    say,
+    sh,
+    workspace,
+)
 
 LINK = 10e6  # bytes per second: the NAS link's limit in production
 TARGETS = {"vault": 100e6, "postgres": 1e9, "minio": 10e9}
@@ -46,7 +60,7 @@ def main() -> None:
     space = workspace("restore")
     root, base = space.root, space.settings
     key = root / "nas-key"
-    sh("podman", "run", "--rm", "--user", "0", "-v", f"{root}:/out", "localhost/offsite-backup/tools:latest",
+    sh("podman", "run", "--rm", "--user", "0", "-v", f"{root}:/out", TOOLS,
        "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", "/out/nas-key")
     containers = []
     try:
@@ -110,7 +124,7 @@ def main() -> None:
                               for arg in ("-v", f"{m.source}:{m.target}{':ro' if m.read_only else ''}")]
                     sh("podman", "run", "--rm", "--user", settings.jobs.user, "--network", NETWORK, *mounts,
                        *[arg for k, v in job.env.items() for arg in ("-e", f"{k}={v}")],
-                       "localhost/offsite-backup/tools:latest", *argv)
+                       TOOLS, *argv)
 
                 times = alternate(args.repetitions, runner=through_runner, bare=bare)  # bare ran last: its files stay
                 sizes[source] = sum(p.stat().st_size for p in target.rglob("*") if p.is_file())

@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--workloads", default="generated,realistic")
     args = parser.parse_args()
 
-    space = workspace("storage")
+    space = workspace("storage-" + args.workloads.replace(",", "-"))
     lines = ["| data | compression | dump (day 1 / last) | stored after the last day | deduplication | compression "
              "(saved) | median backup |", "|---|---|---|---|---|---|---|"]
     for workload in args.workloads.split(","):
@@ -53,7 +53,8 @@ def measure(space, workload: str, rows: int, days: int) -> list[str]:
     name = f"offsite-bench-{workload}"
     repos = {level: space.root / f"{workload}-{level}" for level in ("auto", "max")}
     with postgres(rows, name, workload) as container:
-        settings, destinations = postgres_repositories(space, container, repos["auto"], space.root / "unused")
+        settings, destinations = postgres_repositories(space, container, repos["auto"],
+                                                       space.root / f"unused-{workload}")
         ways = {"auto": (settings, destinations), "max": with_compression(space, settings, repos["max"], "max")}
         sizes: list[int] = []
         times: dict[str, list[float]] = {"auto": [], "max": []}

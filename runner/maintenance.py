@@ -13,6 +13,7 @@ from datetime import date
 
 from loguru import logger
 
+from runner import restic
 from runner.destinations import Destination
 from runner.engine import Engine
 from runner.repository import Repository, RepositoryError, opened, reached
@@ -80,7 +81,8 @@ def forget_and_prune(repository: Repository) -> RunResult:
     source, destination = repository.source, repository.destination.name
     retention = repository.settings.retention
     try:
-        snapshots = repository.snapshots(source)
+        listing = repository.snapshots()  # one job for the snapshots and the manifests' snapshots
+        snapshots = tagged(listing, source)
         if len(snapshots) < retention.minimum_snapshots:
             message = (f"nothing forgotten: only {len(snapshots)} snapshot(s), and at least "
                        f"{retention.minimum_snapshots} are always kept")
@@ -91,7 +93,7 @@ def forget_and_prune(repository: Repository) -> RunResult:
             logger.info("forgot snapshot {} of {} taken {} on {}", snapshot.short_id, source, snapshot.time[:19],
                         destination)
         kept = {snapshot.backup_id for snapshot in forgotten.kept}
-        orphans = [manifest.id for manifest in repository.snapshots(f"{source}-manifest")
+        orphans = [manifest.id for manifest in tagged(listing, f"{source}-manifest")
                    if manifest.tag_value("for:") not in kept]
         if orphans:
             repository.forget_ids(orphans)
@@ -106,19 +108,25 @@ def forget_and_prune(repository: Repository) -> RunResult:
                      removed=[{"id": s.id, "time": s.time} for s in forgotten.removed])
 
 
+def tagged(listing: list[restic.Snapshot], tag: str) -> list[restic.Snapshot]:
+    """The snapshots of a listing that carry the tag (as `restic snapshots --tag` would list them)."""
+    return [snapshot for snapshot in listing if tag in snapshot.tags]
+
+
 def preview(settings: Settings, engine: Engine, destination: Destination, source: str) -> RunResult:
     """What `exec prune` would forget in this repository (restic's own dry run), changing nothing: no
     lock is taken, no check is run, nothing is recorded."""
     retention = settings.retention
     try:
         repository = reached(engine, destination, source)
-        snapshots = repository.snapshots(source)
+        listing = repository.snapshots()
+        snapshots = tagged(listing, source)
         if len(snapshots) < retention.minimum_snapshots:
             return RunResult(source, destination.name, Status.OK, f"would forget nothing: only {len(snapshots)} "
                              f"snapshot(s), and at least {retention.minimum_snapshots} are always kept")
         plan = repository.forget(retention, source, dry_run=True)
         kept = {snapshot.backup_id for snapshot in plan.kept}
-        manifests = [manifest.id for manifest in repository.snapshots(f"{source}-manifest")
+        manifests = [manifest.id for manifest in tagged(listing, f"{source}-manifest")
                      if manifest.tag_value("for:") not in kept]
     except RepositoryError as error:
         return error.result(source, destination.name)
