@@ -79,3 +79,26 @@ class NoContainers:
 def test_a_server_without_a_container_is_probed_by_its_host_unless_on_loopback(host, probed):
     settings = Settings(sources={"postgres": {"container": "", "host": host, "network": "host"}})
     assert production_address(settings, NoContainers()) == probed
+
+
+@pytest.mark.parametrize(("stored", "asked"), [(3, "--format 3 "), (2, "--format 2 "), (1, "")])
+def test_restored_server_is_hashed_as_the_backups_manifest_was(tmp_path, stored, asked):
+    """A format 2 manifest (SHA-256) is compared with a format 2 one, so older backups keep their row checksums;
+    a format 1 manifest, which no longer can be made, with the default (row counts compare)."""
+    import importlib
+    import json
+
+    from runner.engine import JobResult
+
+    restore_test = importlib.import_module("runner.sources.postgres.restore_test")  # the package's name is a function
+
+    class Engine:
+        def run(self, spec):
+            self.script = spec.argv[2]
+            (tmp_path / "verify" / "manifest.json").write_text(json.dumps({"format": stored, "databases": {}}))
+            return JobResult(spec.name, "c", 0, False, 0.1, [], [], [])
+
+    engine = Engine()
+    settings = Settings(paths={"state_dir": tmp_path / "state"})
+    restore_test._manifest_of(settings, engine, "10.0.0.9", "net", tmp_path / "verify", stored)
+    assert engine.script.startswith(f"dump-with-manifest {asked}--manifest /out/manifest.json -- pg_dumpall")
