@@ -15,7 +15,7 @@ from runner.destinations import Destination, init_hint
 from runner.engine import Engine
 from runner.hooks import HookError, SourceHooks
 from runner.locking import skipped_message, source_lock
-from runner.quota import LedgerError, ledger
+from runner.quota import LedgerError, ledger, quota_deferral
 from runner.repository import Repository, RepositoryError, opened, reached, stored_figures
 from runner.restic import BackupSummary
 from runner.results import RunResult, Status, unexpected
@@ -106,7 +106,7 @@ def _would_store(settings: Settings, engine: Engine, source: str, plan: str, des
         return error.result(source, destination.name)
     except Exception as error:  # contained: this destination fails, the others are still looked at
         return RunResult(source, destination.name, Status.FAILED, f"{source}: {unexpected(error)}")
-    deferred = _over_quota(settings, destination, source)
+    deferred = quota_deferral(settings.paths.state_dir, destination, source, "not backed up")
     if deferred is not None:
         return replace(deferred, message=f"would be {deferred.message}")
     return RunResult(source, destination.name, Status.OK, f"would back up {plan} to {repository.location}")
@@ -136,7 +136,8 @@ def _to_destination(settings: Settings, engine: Engine, source: Source, payload:
                     destination: Destination) -> RunResult:
     try:
         with opened(settings, engine, destination, source.NAME) as repository:
-            return _over_quota(settings, destination, source.NAME) or _run_backup(source, payload, repository)
+            return (quota_deferral(settings.paths.state_dir, destination, source.NAME, "not backed up")
+                    or _run_backup(source, payload, repository))
     except RepositoryError as error:
         log = logger.error if error.status.is_failure else logger.warning
         log("{} -> {}: {}", source.NAME, destination.name, error)
@@ -145,23 +146,6 @@ def _to_destination(settings: Settings, engine: Engine, source: Source, payload:
         message = f"{source.NAME}: {unexpected(error)}"
         logger.error("{} -> {}: {}", source.NAME, destination.name, message)
         return RunResult(source.NAME, destination.name, Status.FAILED, message)
-
-
-def _over_quota(settings: Settings, destination: Destination, source: str) -> RunResult | None:
-    if not destination.quota:
-        return None
-    try:
-        check = ledger(settings.paths.state_dir).check(destination.name, source, destination.quota)
-    except LedgerError as error:
-        logger.error("{} -> {}: {}", source, destination.name, error)
-        message = f"not backed up: today's uploads are unknown: {error}"
-        return RunResult(source, destination.name, Status.FAILED, message)
-    if not check.exceeded:
-        return None
-    message = (f"deferred: {size_text(check.uploaded_today)} uploaded today plus about {size_text(check.expected)} "
-               f"expected would pass the daily quota of {size_text(check.quota)}; it runs again tomorrow")
-    logger.warning("{} -> {}: {}", source, destination.name, message)
-    return RunResult(source, destination.name, Status.DEFERRED, message)
 
 
 def _run_backup(source: Source, payload: Payload, repository: Repository) -> RunResult:

@@ -19,7 +19,7 @@ from loguru import logger
 from runner import restic
 from runner.destinations import PASSWORD, Destination, configured
 from runner.engine import Engine, JobSpec, Mount
-from runner.quota import LedgerError, ledger
+from runner.quota import LedgerError, ledger, quota_deferral
 from runner.repository import Repository, RepositoryError, opened, stored_figures
 from runner.results import RunResult, Status, unexpected
 from runner.settings import Settings
@@ -146,7 +146,7 @@ def _copy(settings: Settings, engine: Engine, route: Route, source: str) -> RunR
     first, second = sorted((route.origin, route.target), key=lambda destination: destination.name)
     with opened(settings, engine, first, source) as one, opened(settings, engine, second, source) as other:
         origin, target = (one, other) if first is route.origin else (other, one)
-        deferred = _over_quota(settings, route.target, source)
+        deferred = quota_deferral(settings.paths.state_dir, route.target, source, "not copied")
         if deferred:
             return deferred
         offered = origin.snapshots()
@@ -183,19 +183,6 @@ def _copy(settings: Settings, engine: Engine, route: Route, source: str) -> RunR
                "data_added_packed": added, "origin": route.origin.name, "copied_ids": [s.id for s in copied]}
     return RunResult(source, route.target.name, Status.OK, message + noted, newest.id if newest else None,
                      result.duration, figures)
-
-
-def _over_quota(settings: Settings, destination: Destination, source: str) -> RunResult | None:
-    if not destination.quota:
-        return None
-    check = ledger(settings.paths.state_dir).check(destination.name, source, destination.quota)
-    if not check.exceeded:
-        return None
-    message = (f"deferred: {size_text(check.uploaded_today)} uploaded today plus about {size_text(check.expected)} "
-               f"expected would pass the daily quota of {size_text(check.quota)}; it runs again tomorrow")
-    logger.warning("{} -> {}: {}", source, destination.name, message)
-    return RunResult(source, destination.name, Status.DEFERRED, message)
-
 
 
 def backed_up(destinations: list[Destination]) -> list[Destination]:

@@ -13,8 +13,16 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from loguru import logger
+
+from runner.results import RunResult, Status
+from runner.units import size_text
 from runner.workspace import write_atomically
+
+if TYPE_CHECKING:
+    from runner.destinations import Destination
 
 KEEP_DAYS = 35
 
@@ -85,3 +93,21 @@ class UploadLedger:
 
 def ledger(state_dir: Path) -> UploadLedger:
     return UploadLedger(state_dir / "upload-ledger.json")
+
+
+def quota_deferral(state_dir: Path, destination: Destination, source: str, refused: str) -> RunResult | None:
+    """The result of an upload to `destination` that must wait for tomorrow's quota, or that cannot be
+    allowed because today's uploads are unknown (`refused`: 'not backed up'...); None when it may go."""
+    if not destination.quota:
+        return None
+    try:
+        check = ledger(state_dir).check(destination.name, source, destination.quota)
+    except LedgerError as error:
+        logger.error("{} -> {}: {}", source, destination.name, error)
+        return RunResult(source, destination.name, Status.FAILED, f"{refused}: today's uploads are unknown: {error}")
+    if not check.exceeded:
+        return None
+    message = (f"deferred: {size_text(check.uploaded_today)} uploaded today plus about {size_text(check.expected)} "
+               f"expected would pass the daily quota of {size_text(check.quota)}; it runs again tomorrow")
+    logger.warning("{} -> {}: {}", source, destination.name, message)
+    return RunResult(source, destination.name, Status.DEFERRED, message)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import IO
 
 from runner.settings import Settings
 
@@ -46,3 +48,15 @@ def write_atomically(path: Path, text: str, mode: int = 0o644) -> Path:
         os.unlink(temporary)
         raise
     return path
+
+
+def sha256_of_stream(stream: IO[bytes]) -> str:
+    digest = hashlib.sha256()
+    for block in iter(lambda: stream.read(1 << 20), b""):
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_of(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return sha256_of_stream(handle)

@@ -12,7 +12,6 @@ given back (attributes.py), then
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import stat
@@ -29,6 +28,7 @@ from runner.sources.files.attributes import (
     restored_path,
 )
 from runner.sources.files.backup import NAME, ROOT
+from runner.workspace import sha256_of
 
 _TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d{1,9}))?(Z|[+-]\d\d:\d\d)")
 
@@ -124,7 +124,7 @@ def compare_with_originals(nodes: list[Node], restored: Path, held: tuple[str, .
         if not os.path.lexists(copy):
             continue  # compare_tree says so
         try:
-            same = node.type == "dir" or _sha256(original) == _sha256(copy)
+            same = node.type == "dir" or sha256_of(original) == sha256_of(copy)
         except PermissionError:
             result.unreadable += 1
             continue
@@ -154,11 +154,3 @@ def _time_ns(text: str) -> int | None:
     whole, fraction, zone = match.groups()
     seconds = int(datetime.fromisoformat(whole + ("+00:00" if zone == "Z" else zone)).timestamp())
     return seconds * 1_000_000_000 + int((fraction or "").ljust(9, "0"))
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

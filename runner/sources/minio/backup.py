@@ -18,7 +18,6 @@ they leave in the listing are recorded in the manifest (`folder_markers`) for th
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -35,7 +34,7 @@ from runner.restic import BackupSummary
 from runner.secrets.files import SecretFileError, check_secret_file
 from runner.settings import Settings
 from runner.sources.base import Payload, SourceError
-from runner.workspace import hand_to_job_user, job_dir, remove_tree, write_atomically
+from runner.workspace import hand_to_job_user, job_dir, remove_tree, sha256_of, write_atomically
 
 NAME = "minio"
 REMOTE = "minio"
@@ -310,14 +309,6 @@ def manifest(objects: list[dict[str, Any]], buckets: list[str], mirror: Path, pr
         "folder_markers": sorted(markers or []),
         "unsaved": dict(sorted((unsaved or {}).items())),
     }
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _previous_objects(path: Path) -> dict[str, Any]:

@@ -32,9 +32,8 @@ from runner.sources.minio.backup import (
     OBJECTS,
     credentials_file,
     s3_remote,
-    sha256_of,
 )
-from runner.workspace import job_dir, write_atomically
+from runner.workspace import job_dir, sha256_of, write_atomically
 
 RESTORE_OPTIONS = [
     click.Option(["--to-dir", "target"], required=True, type=click.Path(path_type=Path, file_okay=False),

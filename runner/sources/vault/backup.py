@@ -16,7 +16,7 @@ import tarfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import hvac
 import requests
@@ -27,7 +27,7 @@ from runner.restic import BackupSummary
 from runner.secrets.files import SecretFileError, check_secret_file
 from runner.settings import Settings
 from runner.sources.base import Payload, SourceError
-from runner.workspace import hand_to_job_user, job_dir, remove_tree
+from runner.workspace import hand_to_job_user, job_dir, remove_tree, sha256_of_stream
 
 NAME = "vault"
 SNAPSHOT = "vault-raft.snap"
@@ -104,7 +104,7 @@ def verify_snapshot(path: Path) -> dict[str, Any]:
                     contents[member.name] = stream.read()
                     digests[member.name] = hashlib.sha256(contents[member.name]).hexdigest()
                 else:
-                    digests[member.name] = _sha256(stream)
+                    digests[member.name] = sha256_of_stream(stream)
     except (tarfile.TarError, EOFError, OSError) as error:
         raise SourceError(f"snapshot {path.name} is not a complete gzip'd tar: {error}") from None
     if "SHA256SUMS" not in contents:
@@ -126,13 +126,6 @@ def verify_snapshot(path: Path) -> dict[str, Any]:
     if not isinstance(meta, dict):
         raise SourceError(f"snapshot {path.name}: meta.json is not a JSON object")
     return meta
-
-
-def _sha256(stream: IO[bytes]) -> str:
-    digest = hashlib.sha256()
-    for block in iter(lambda: stream.read(1 << 20), b""):
-        digest.update(block)
-    return digest.hexdigest()
 
 
 def take_snapshot(settings: Settings, directory: Path) -> tuple[Path, dict[str, Any], str]:
