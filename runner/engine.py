@@ -513,8 +513,20 @@ class Engine:
     def _mine_or_unlabelled(self, labels: Mapping[str, str]) -> bool:
         return labels.get(INSTANCE_LABEL, instance(self.settings)) == instance(self.settings)
 
-    def remove(self, container) -> None:
-        _remove(container)
+    def remove(self, container, attempts: int = 5) -> None:
+        """Remove a leftover job container; a container caught between states (a start a killed runner
+        asked for, still under way) refuses removal for a moment, so it is asked again."""
+        for attempt in range(attempts):
+            try:
+                container.remove(force=True, v=True)
+                return
+            except NotFound:
+                return
+            except (APIError, requests.RequestException) as error:
+                if attempt == attempts - 1:
+                    logger.warning("could not remove job container {}: {}", container.name, _explained(error))
+                    return
+                time.sleep(1)
 
     def remove_unused_networks(self, grace: float = LEFTOVER_GRACE_SECONDS) -> list[str]:
         """Remove this installation's isolated networks (and unlabelled ones, as job_containers) that no

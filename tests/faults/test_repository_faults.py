@@ -98,7 +98,7 @@ def test_runner_killed_mid_job_then_gc_and_the_next_run(scenario, command, job):
     process.wait(timeout=30)
     gc = scenario.run("jobs", "gc", "--all")
     assert gc.code == 0 and "leftover job container" in gc.output
-    assert job_containers(job) == []
+    assert job_containers(job) == [], gc.output
     notified = scenario.run("notify", "unit-failed", unit)
     assert notified.code == 0
     mail = scenario.assert_alerted_once("runner did not report", unit, "-")

@@ -379,3 +379,30 @@ def test_a_files_path_holding_the_runners_secrets_is_refused(tmp_path):
     assert f"which holds {secrets_dir}" in engine.data_refusal(tmp_path / "run")
     assert "which is in" in engine.data_refusal(secrets_dir)
     assert engine.data_refusal(Path("/etc")) == "the host's /etc"
+
+
+class Starting:
+    """A container a killed runner's start request still holds: removal is refused until it is up."""
+
+    name = "offsite-backup-backup-files-local-x"
+
+    def __init__(self, refusals: int):
+        self.refusals, self.removed = refusals, False
+
+    def remove(self, force, v):
+        from podman.errors import APIError
+
+        if self.refusals:
+            self.refusals -= 1
+            raise APIError("container state improper")
+        self.removed = True
+
+
+def test_a_leftover_caught_between_states_is_removed_on_a_later_attempt(monkeypatch):
+    monkeypatch.setattr(engine.time, "sleep", lambda seconds: None)
+    container = Starting(refusals=2)
+    engine.Engine(Settings()).remove(container)
+    assert container.removed
+    stuck = Starting(refusals=10)
+    engine.Engine(Settings()).remove(stuck)  # gives up with a warning, never raises
+    assert not stuck.removed
