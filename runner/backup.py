@@ -6,8 +6,10 @@ Whatever goes wrong, every destination of every source ends with a result: an er
 
 from __future__ import annotations
 
+import sqlite3
 from contextlib import nullcontext
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from loguru import logger
 
@@ -15,6 +17,7 @@ from runner.destinations import Destination, init_hint
 from runner.engine import Engine
 from runner.hooks import HookError, SourceHooks
 from runner.locking import skipped_message, source_lock
+from runner.monitoring.history import open_history
 from runner.quota import LedgerError, ledger, quota_deferral
 from runner.repository import Repository, RepositoryError, opened, reached, stored_figures
 from runner.restic import BackupSummary
@@ -113,6 +116,8 @@ def _would_store(settings: Settings, engine: Engine, source: str, plan: str, des
 
 
 SHOWN_UNSAVED = 20  # unsaved items named in a result's message
+MEASURED_WITHIN = timedelta(days=7)
+LOOKED_AT = 200  # runs of a repository looked through for its last measurement
 
 
 def describe(summary: BackupSummary, figures: dict) -> str:
@@ -151,25 +156,27 @@ def _to_destination(settings: Settings, engine: Engine, source: Source, payload:
 def _run_backup(source: Source, payload: Payload, repository: Repository) -> RunResult:
     settings, name, destination = repository.settings, source.NAME, repository.destination.name
     companion = payload.companion() if payload.companion else None
+    measure = needs_measuring(settings, name, destination)
     try:
         with companion or nullcontext():
             stored = repository.backup(tags=[name], paths=payload.paths, command=payload.command,
                                        filename=payload.filename, excludes=payload.excludes, mounts=payload.mounts,
                                        networks=payload.networks, env=payload.env,
-                                       capabilities=payload.capabilities)
+                                       capabilities=payload.capabilities, sidecar=payload.sidecar, measure=measure)
     except RepositoryError as error:
         if companion is not None and companion.problem:
             error.message += f" ({companion.problem})"
         raise
     summary = stored.summary
-    added = summary.bytes_added
     figures = {**summary.raw, **payload.figures}
+    if stored.sidecar:
+        figures.update(manifest_snapshot=stored.sidecar.snapshot_id, manifest_added_packed=stored.sidecar.bytes_added)
+    figures.update(stored_figures(stored.measured) if stored.measured else {})
     status, message = Status.OK, describe(summary, payload.figures)
     try:
         source.verify(settings, payload, summary)
-        sidecar_added, stats = repository.after_backup(summary.snapshot_id, payload.sidecar, [f"{name}-manifest"])
-        added += sidecar_added
-        figures.update(stored_figures(stats) if stats else {})
+        if stored.sidecar_problem:
+            raise RepositoryError(Status.FAILED, stored.sidecar_problem)
     except (SourceError, RepositoryError) as error:
         status, message = Status.FAILED, f"{name}: {error}"
     if status is Status.OK and payload.unsaved:
@@ -178,8 +185,21 @@ def _run_backup(source: Source, payload: Payload, repository: Repository) -> Run
         message += (f"; {len(payload.unsaved)} item(s) of the source could not be backed up and are not in this "
                     f"snapshot: {'; '.join(payload.unsaved[:SHOWN_UNSAVED])}{more}")
     try:
-        ledger(settings.paths.state_dir).record(destination, name, added)
+        ledger(settings.paths.state_dir).record(destination, name, stored.bytes_added)
     except (LedgerError, OSError) as error:
         message += f" (the upload ledger was not updated: {error})"
     (logger.info if status is Status.OK else logger.error)("{} -> {}: {}", name, destination, message)
     return RunResult(name, destination, status, message, summary.snapshot_id, stored.duration, figures)
+
+
+def needs_measuring(settings: Settings, source: str, destination: str) -> bool:
+    """Whether a backup also measures its repository (restic stats, alongside it): when no run measured it within
+    MEASURED_WITHIN. Between measurements the repository's size is the last one plus what backups stored since
+    (monitoring/status.py), and the weekly prune measures it anyway."""
+    try:
+        runs = open_history(settings.paths.state_dir).runs(source=source, destination=destination, limit=LOOKED_AT)
+    except (sqlite3.Error, OSError) as error:
+        logger.warning("the run history cannot be read ({}): the repository is measured", error)
+        return True
+    measured = next((run for run in runs if run.stored_bytes is not None), None)
+    return measured is None or datetime.now(UTC) - measured.ended_at > MEASURED_WITHIN

@@ -2,9 +2,10 @@
 destination that the same source's repository on another does not hold yet, copied with `restic copy`
 in one job container that reaches both, so a site is filled without reading the sources again.
 
-The copy gets ids of its own; restic records the backup's id as the copy's `original`, which is the id
-the manifests' for:<id> tags name (restic.Snapshot.backup_id). After the copy, every snapshot of the
-origin must be found in the target by that id, or the copy failed, whatever restic said.
+The copy gets ids of its own; restic records the backup's id as the copy's `original`
+(restic.Snapshot.backup_id); the tags that link a snapshot with its manifest are copied with them
+(restic.Snapshot.manifest_key). After the copy, every snapshot of the origin must be found in the target
+by the backup's id, or the copy failed, whatever restic said.
 """
 
 from __future__ import annotations

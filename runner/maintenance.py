@@ -92,7 +92,7 @@ def forget_and_prune(repository: Repository) -> RunResult:
         for snapshot in forgotten.removed:
             logger.info("forgot snapshot {} of {} taken {} on {}", snapshot.short_id, source, snapshot.time[:19],
                         destination)
-        kept = {snapshot.backup_id for snapshot in forgotten.kept}
+        kept = {snapshot.manifest_key for snapshot in forgotten.kept}
         orphans = [manifest.id for manifest in tagged(listing, f"{source}-manifest")
                    if manifest.tag_value("for:") not in kept]
         if orphans:
@@ -125,7 +125,7 @@ def preview(settings: Settings, engine: Engine, destination: Destination, source
             return RunResult(source, destination.name, Status.OK, f"would forget nothing: only {len(snapshots)} "
                              f"snapshot(s), and at least {retention.minimum_snapshots} are always kept")
         plan = repository.forget(retention, source, dry_run=True)
-        kept = {snapshot.backup_id for snapshot in plan.kept}
+        kept = {snapshot.manifest_key for snapshot in plan.kept}
         manifests = [manifest.id for manifest in tagged(listing, f"{source}-manifest")
                      if manifest.tag_value("for:") not in kept]
     except RepositoryError as error:

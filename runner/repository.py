@@ -10,7 +10,7 @@ and message the run reports; nothing here turns an unreadable answer into an emp
 from __future__ import annotations
 
 import dataclasses
-import shlex
+import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -35,15 +35,16 @@ from runner.workspace import job_dir
 
 DESTINATION_LABEL = "io.offsite-backup.destination"
 SOURCE_LABEL = "io.offsite-backup.source"
-SIDECAR = "/sidecar"
+SIDECAR = "/sidecar"  # where manifests made before backup-with-sidecar are, in their snapshots
 RESTORE_TARGET = "/restore"
 LISTING = "/listing"
 NEW_PASSWORD = "/run/secrets/new-restic-password"
 DUMPED = "/dumped"
-# Exit code of the after-backup step when its second snapshot could not be stored.
+# backup-with-sidecar's exit code when the backup's snapshot was stored and its sidecar was not.
 SIDECAR_FAILED = 86
-# Processes the unlock job starts and ends first, so that restic runs above the PIDs job containers use.
-SPENT_PIDS = 64
+# Processes the unlock job starts and ends first, so that restic runs above the PIDs job containers use (a
+# backup job's restic processes and their threads, which take PIDs too).
+SPENT_PIDS = 256
 
 Parsed = TypeVar("Parsed")
 # Words that mark the lines of a failed job's own output worth quoting in its message.
@@ -84,10 +85,17 @@ class CheckOutcome:
     duration: float
 
 
-@dataclass(frozen=True)
+@dataclass
 class StoredBackup:
     summary: restic.BackupSummary
     duration: float
+    sidecar: restic.BackupSummary | None = None  # the sidecar's snapshot, when one was stored
+    sidecar_problem: str = ""  # why the sidecar was not stored, the backup's snapshot being stored
+    measured: restic.Stats | None = None  # the repository after the backup, when measured
+
+    @property
+    def bytes_added(self) -> int:
+        return self.summary.bytes_added + (self.sidecar.bytes_added if self.sidecar else 0)
 
 
 class Repository:
@@ -286,42 +294,49 @@ class Repository:
     def backup(self, *, tags: Sequence[str], paths: Sequence[str] = (), command: Sequence[str] = (),
                filename: str = "", excludes: Sequence[str] = (), mounts: Iterable[Mount] = (),
                networks: Iterable[str] = (), env: Mapping[str, str] | None = None,
-               host: str | None = None, capabilities: Sequence[str] = ()) -> StoredBackup:
+               host: str | None = None, capabilities: Sequence[str] = (), sidecar: str = "",
+               measure: bool = False) -> StoredBackup:
         """One snapshot of `paths`, or of `command`'s output saved as `filename`, recorded as taken on
-        `host` (default: restic.host)."""
+        `host` (default: restic.host).
+
+        `sidecar`: a file the backup writes in its container (a manifest of the dump), stored once the
+        backup succeeded as a second snapshot, tagged <first tag>-manifest and for:<key>, the first one
+        being tagged run:<key>; its restic process runs alongside the backup's, in the same container
+        (backup-with-sidecar), so that opening the repository costs no time after the backup. `measure`: the
+        repository's statistics afterwards, in the same container."""
         host, retry = host or self.settings.restic.host, self.settings.locks.retry_lock
+        key = secrets.token_hex(8)
+        tags = [*tags, f"run:{key}"] if sidecar else list(tags)
         if command:
             argv = restic.backup_from_command(self._restic, command, filename=filename, host=host, tags=tags,
                                               retry_lock=retry)
         else:
             argv = restic.backup(self._restic, paths, host=host, tags=tags, excludes=excludes, retry_lock=retry)
-        result = self._run("backup", argv, mounts, networks=networks, env=env, progress=restic.backup_progress,
-                           capabilities=tuple(capabilities))
-        return StoredBackup(self._parsed(restic.parse_backup, result.stdout, "backup summary"), result.duration)
-
-    def after_backup(self, snapshot_id: str, sidecar: Path | None,
-                     tags: Sequence[str]) -> tuple[int, restic.Stats | None]:
-        """In one job container: store `sidecar` (a directory the backup wrote, e.g. a manifest) as a
-        second snapshot tagged `for:<snapshot_id>`, then measure the repository. Returns the bytes the
-        sidecar added and the repository's statistics, None (and a warning) when those could not be
-        read: the backup is stored either way."""
-        steps, mounts = [], []
-        if sidecar:
-            argv = restic.backup(self._restic, [SIDECAR], host=self.settings.restic.host,
-                                 tags=[*tags, f"for:{snapshot_id}"])
-            steps.append(f"{shlex.join(argv)} || exit {SIDECAR_FAILED}")
-            mounts.append(Mount(sidecar, SIDECAR))
-        steps.append(f"{shlex.join(restic.stats(self._restic))} || true")
-        result = self.engine.run(self.job("after-backup", ["sh", "-c", "; ".join(steps)], mounts))
-        if not result.ok and sidecar:  # the sidecar failed (SIDECAR_FAILED), or the job timed out
-            raise RepositoryError(Status.FAILED, f"the snapshot {snapshot_id[:8]} was stored, but its manifest "
-                                  "could not be: " + " ".join(result.output_tail[-2:]), result.duration)
-        added = self._parsed(restic.parse_backup, result.stdout, "manifest summary").bytes_added if sidecar else 0
-        try:
-            return added, restic.parse_stats(result.stdout)
-        except restic.OutputError as error:
-            logger.warning("{}: the repository's size is unknown after this backup: {}", self.location, error)
-            return added, None
+        if sidecar or measure:
+            beside = restic.backup_from_command(
+                self._restic, restic.release_sidecar(sidecar), filename=PurePosixPath(sidecar).name, host=host,
+                tags=[f"{tags[0]}-manifest", f"for:{key}"], retry_lock=retry) if sidecar else []
+            argv = restic.with_sidecar(argv, beside, restic.stats(self._restic) if measure else [])
+        spec = dataclasses.replace(self.job("backup", argv, mounts, networks, env), progress=restic.backup_progress,
+                                   capabilities=tuple(capabilities))
+        result = self.engine.run(spec)
+        sidecar_failed = bool(sidecar) and result.exit_code == SIDECAR_FAILED and not result.timed_out
+        if not result.ok and not sidecar_failed:
+            raise self.failure(result)
+        summary = self._parsed(restic.parse_backup, result.stdout, "backup summary")
+        stored = StoredBackup(summary, result.duration)
+        if sidecar_failed:
+            said = [line for line in result.stderr_tail if restic.WITH_SIDECAR in line][-1:] or result.output_tail[-2:]
+            stored.sidecar_problem = f"the snapshot {summary.snapshot_id[:8]} was stored, but its manifest could " \
+                                     f"not be: {' '.join(said)}"
+        elif sidecar:
+            stored.sidecar = self._parsed(restic.parse_sidecar, result.stdout, "manifest summary")
+        if measure:
+            try:
+                stored.measured = restic.parse_stats(result.stdout)
+            except restic.OutputError as error:
+                logger.warning("{}: the repository's size is unknown after this backup: {}", self.location, error)
+        return stored
 
     def forget(self, retention: RetentionSettings, tag: str, dry_run: bool = False) -> Forgotten:
         """Apply the retention policy to the snapshots with this tag (nothing is pruned yet); the

@@ -18,6 +18,8 @@ from typing import Any
 
 from runner.units import duration_text, size_text
 
+WITH_SIDECAR = "backup-with-sidecar"  # in the tools image
+
 
 class Outcome(Enum):
     OK = "ok"
@@ -111,6 +113,24 @@ def backup_from_command(repo: Repository, command: Sequence[str], *, filename: s
         raise ValueError("backup_from_command needs a command")
     return ["restic", *global_args(repo), *_retry(retry_lock), "backup", "--quiet", "--host", host, *_tags(tags),
             "--stdin-filename", filename, "--stdin-from-command", "--", *command]
+
+
+def with_sidecar(backup_argv: Sequence[str], sidecar_argv: Sequence[str] = (), stats_argv: Sequence[str] = ()) \
+        -> list[str]:
+    """One job running a backup and the restic commands that would otherwise follow it in jobs of their own (the
+    tools image's backup-with-sidecar): `sidecar_argv`, started alongside the backup, stores a file once the
+    backup succeeded; `stats_argv` measures the repository after both."""
+    spec: dict[str, list[str]] = {"backup": list(backup_argv)}
+    if sidecar_argv:
+        spec["sidecar"] = list(sidecar_argv)
+    if stats_argv:
+        spec["stats"] = list(stats_argv)
+    return [WITH_SIDECAR, json.dumps(spec)]
+
+
+def release_sidecar(path: str) -> list[str]:
+    """The sidecar's --stdin-from-command: `path`'s content once the backup beside it succeeded."""
+    return [WITH_SIDECAR, "--release", path]
 
 
 def snapshots(repo: Repository, *, host: str | None = None, tags: Iterable[str] = (),
@@ -288,8 +308,14 @@ class Snapshot:
     @property
     def backup_id(self) -> str:
         """The id the backup gave this snapshot. `restic copy` gives a copy an id of its own and records the
-        first one as `original`; a manifest's for:<id> tag names the backup's, in every repository."""
+        first one as `original`."""
         return self.original or self.id
+
+    @property
+    def manifest_key(self) -> str:
+        """What this snapshot's manifest (its sidecar snapshot) names in its for:<key> tag, in every repository:
+        the run:<key> tag the backup gave both snapshots, or, for a backup made before those, its backup id."""
+        return self.tag_value("run:") or self.backup_id
 
     def tag_value(self, prefix: str) -> str | None:
         """The rest of the first tag starting with `prefix` ('for:' -> the id a manifest belongs to)."""
@@ -405,6 +431,12 @@ def parse_backup(lines: Iterable[str]) -> BackupSummary:
                                    "data_added": int}, "backup summary")
     return BackupSummary(data["snapshot_id"], data["total_files_processed"], data["total_bytes_processed"],
                          data.get("data_added_packed", data["data_added"]), data)
+
+
+def parse_sidecar(lines: Iterable[str]) -> BackupSummary:
+    """backup-with-sidecar's output: the sidecar's backup summary, wrapped as {"message_type": "sidecar", ...}."""
+    wrapped = [v for v in _json_values(lines) if isinstance(v, dict) and v.get("message_type") == "sidecar"]
+    return parse_backup(json.dumps(v.get("message")) for v in wrapped)
 
 
 def parse_stats(lines: Iterable[str]) -> Stats:

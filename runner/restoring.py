@@ -247,7 +247,7 @@ def run_test(settings: Settings, engine: Engine, source: str, test: Callable[[Tr
 @dataclass(frozen=True)
 class Listed:
     """One snapshot as `runner snapshots` shows it: with its manifest (the sidecar snapshot tagged
-    for:<id>, if any) and when a restore test last passed on it."""
+    for:<key>, if any) and when a restore test last passed on it."""
 
     snapshot: Snapshot
     manifest: Snapshot | None
@@ -262,12 +262,17 @@ class Listing:
     destination: str
     location: str
     snapshots: tuple[Listed, ...] = ()
-    manifests: tuple[Snapshot, ...] = ()  # sidecar snapshots (tagged for:<id>), not restorable on their own
+    manifests: tuple[Snapshot, ...] = ()  # sidecar snapshots (tagged for:<key>), not restorable on their own
     error: str = ""  # why the repository could not be listed
 
     @property
     def keeps_manifests(self) -> bool:
         return bool(self.manifests)
+
+    def owner(self, manifest: Snapshot) -> str | None:
+        """The id of the snapshot a manifest describes; None when that one is gone (prune forgets the manifest)."""
+        return next((row.snapshot.id for row in self.snapshots
+                     if row.snapshot.manifest_key == manifest.tag_value("for:")), None)
 
 
 def passed_tests(settings: Settings) -> dict[tuple[str, str, str], str]:
@@ -299,7 +304,7 @@ def listing(settings: Settings, engine: Engine, destination: Destination, source
     except RepositoryError as error:
         return Listing(source, destination.name, destination.describe(source), error=str(error))
     manifests = {snapshot.tag_value("for:"): snapshot for snapshot in found if snapshot.tag_value("for:")}
-    rows = [Listed(snapshot, manifests.get(snapshot.backup_id), tested.get((source, destination.name, snapshot.id)))
+    rows = [Listed(snapshot, manifests.get(snapshot.manifest_key), tested.get((source, destination.name, snapshot.id)))
             for snapshot in sorted(found, key=lambda snapshot: snapshot.time) if not snapshot.tag_value("for:")]
     return Listing(source, destination.name, location, tuple(rows),
                    tuple(sorted(manifests.values(), key=lambda snapshot: snapshot.time)))

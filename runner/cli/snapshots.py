@@ -73,8 +73,7 @@ def snapshots_list(context: Context, source_names: tuple[str, ...], destination_
             "error": each.error or None, "restore_tests_known": tested is not None,
             "snapshots": [{**snapshot_fields(row.snapshot), "manifest_id": row.manifest.id if row.manifest else None,
                            "restore_test_passed_at": row.tested} for row in each.snapshots],
-            "manifests": [{**snapshot_fields(manifest), "for": manifest.tag_value("for:")}
-                          for manifest in each.manifests],
+            "manifests": [{**snapshot_fields(manifest), "for": each.owner(manifest)} for manifest in each.manifests],
         } for each in listings], indent=2))
         sys.exit(code)
     out = console()
@@ -92,7 +91,7 @@ def snapshots_list(context: Context, source_names: tuple[str, ...], destination_
             manifest = "yes" if row.manifest else "no" if each.keeps_manifests else "-"
             tested_text = "?" if tested is None else (row.tested or "-")[:10]
             table.add_row(row.snapshot.short_id, time_text(row.snapshot), size_text(row.snapshot.size),
-                          escape(" ".join(row.snapshot.tags)), manifest, tested_text)
+                          escape(" ".join(shown_tags(row.snapshot))), manifest, tested_text)
         out.print(table)
     if problem:
         out.print(f"[red]{escape(problem)}[/]: the tested column shows ?", highlight=False)
@@ -161,3 +160,8 @@ def time_text(snapshot: Snapshot) -> str:
 def snapshot_fields(snapshot: Snapshot) -> dict[str, Any]:
     return {"id": snapshot.id, "short_id": snapshot.short_id, "time": snapshot.time, "size": snapshot.size,
             "tags": list(snapshot.tags), "paths": list(snapshot.paths), "hostname": snapshot.hostname}
+
+
+def shown_tags(snapshot: Snapshot) -> list[str]:
+    """The tags a person reads: the run:<key> that links a dump with its manifest is left out."""
+    return [tag for tag in snapshot.tags if not tag.startswith("run:")]

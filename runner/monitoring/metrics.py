@@ -9,7 +9,7 @@ from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
 from runner.destinations import configured
 from runner.monitoring.history import History
-from runner.monitoring.status import overview
+from runner.monitoring.status import overview, stored_size
 from runner.quota import ledger
 from runner.settings import Settings
 from runner.sources import enabled
@@ -73,12 +73,13 @@ def registry(settings: Settings, history: History) -> CollectorRegistry:
                 if kind == "restore-test":
                     restore_ok.labels(*where).set(1 if runs[0].status == "ok" else 0)
                     restore_seconds.labels(*where).set(runs[0].duration)
-            measured = next((run for run in history.runs(source=source, destination=destination.name)
-                             if run.stored_bytes), None)
-            if measured:
-                size.labels(*where).set(measured.stored_bytes)
-                for target, key in ((snapshots, "snapshots"), (dedup, "deduplication_ratio"),
-                                    (compression, "compression_ratio")):
+            stored = stored_size(history.runs(source=source, destination=destination.name))
+            if stored:
+                size.labels(*where).set(stored.bytes)
+                if stored.snapshots is not None:
+                    snapshots.labels(*where).set(stored.snapshots)
+                measured = stored.measured
+                for target, key in ((dedup, "deduplication_ratio"), (compression, "compression_ratio")):
                     if measured.figures.get(key) is not None:
                         target.labels(*where).set(measured.figures[key])
     for state in overview(settings, history):

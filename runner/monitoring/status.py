@@ -108,6 +108,28 @@ def next_restore_test(rotation: list[str], last_tested: Mapping[str, datetime]) 
     return min(rotation, key=lambda name: last_tested.get(name, never))
 
 
+@dataclass(frozen=True)
+class StoredSize:
+    bytes: int
+    snapshots: int | None
+    measured: Run  # the run that last measured the repository (restic stats)
+
+
+def stored_size(runs: list[Run]) -> StoredSize | None:
+    """A repository's size from its runs (newest first): the last measurement (restic stats, made by prunes,
+    copies and now and then by a backup) plus what the backups since stored, their snapshots and their
+    manifests'. None when it was never measured."""
+    added, snapshots = 0, 0
+    for run in runs:
+        if run.stored_bytes:
+            counted = run.figures.get("snapshots")
+            return StoredSize(run.stored_bytes + added, counted + snapshots if isinstance(counted, int) else None, run)
+        if run.kind == "backup" and run.status in RECOVERY_POINT:
+            added += (run.bytes_added or 0) + (run.figures.get("manifest_added_packed") or 0)
+            snapshots += 2 if run.figures.get("manifest_snapshot") else 1
+    return None
+
+
 def repository_status(settings: Settings, history: History, source: str, destination: str,
                       now: datetime | None = None) -> RepositoryStatus:
     now = now or datetime.now(UTC)
@@ -116,7 +138,7 @@ def repository_status(settings: Settings, history: History, source: str, destina
     last, previous = (successes + [None, None])[:2]
     age = (now - last.ended_at).total_seconds() / 3600 if last else None
     change = size_change(last, previous) if last else None
-    sized = next((run for run in history.runs(source=source, destination=destination) if run.stored_bytes), None)
+    stored = stored_size(history.runs(source=source, destination=destination))
     tests = history.runs(kind="restore-test", source=source, destination=destination)
     overdue = None
     if destination in restore_test_rotation(settings):
@@ -134,8 +156,8 @@ def repository_status(settings: Settings, history: History, source: str, destina
         last_run=backups[0].ended_at if backups else None,
         last_size=last.bytes_processed if last else None,
         size_change=round(change, 3) if change is not None else None,
-        repository_bytes=sized.stored_bytes if sized else None,
-        snapshots=sized.figures.get("snapshots") if sized else None,
+        repository_bytes=stored.bytes if stored else None,
+        snapshots=stored.snapshots if stored else None,
         last_restore_test=tests[0].status if tests else None,
         last_restore_test_at=tests[0].ended_at if tests else None,
         last_restore_test_seconds=tests[0].duration if tests else None,

@@ -13,7 +13,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from runner.engine import Engine, Mount
@@ -54,9 +53,9 @@ class Payload:
     networks: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
     capabilities: tuple[str, ...] = ()  # the backup job's (engine.JOB_CAPABILITIES)
-    # A host directory the backup job fills (e.g. a manifest of the dump); after a successful
-    # snapshot it is backed up as a second snapshot tagged with the first one's id.
-    sidecar: Path | None = None
+    # A file the backup job writes (e.g. a manifest of the dump), as the job sees it: once the backup succeeded
+    # it is stored as a second snapshot, linked to the first (Repository.backup).
+    sidecar: str = ""
     companion: Callable[[], Companion] | None = None
     figures: dict[str, Any] = field(default_factory=dict)  # what preparing measured
     # What the source holds but could not be staged ("what: why"): the snapshot is stored without

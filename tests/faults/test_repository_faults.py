@@ -9,6 +9,10 @@ import time
 
 import pytest
 
+from runner import destinations
+from runner.engine import Engine, Mount
+from runner.repository import Repository, RepositoryError
+from runner.workspace import job_dir
 from tests.faults.harness import Scenario
 
 
@@ -135,3 +139,67 @@ def test_retention_never_goes_below_its_floor(scenario):
     assert len(kept) == 3, "--keep-daily 1 alone would have kept one"
     assert len(scenario.repository("files").snapshots("files-manifest")) == 0
     scenario.assert_check_clean("files")
+
+
+def sidecar_backup(scenario, script: str):
+    """A backup of `script`'s output with /m/manifest.json as its sidecar (what the PostgreSQL source does with
+    its dump and manifest), into the files repository; the job may write /m."""
+    shared = job_dir(scenario.root / "sidecar", scenario.settings)
+    [destination] = destinations.configured(scenario.settings, ["local"])
+    # through an engine of the scenario's installation, as `runner exec backup` would: its locks are the runner's own
+    repository = Repository(Engine(scenario.settings), destination, destination.access("files"))
+    return repository.backup(
+        tags=["files"], command=["sh", "-c", script], filename="dump.sql", sidecar="/m/manifest.json",
+        mounts=[Mount(shared, "/m", read_only=False)], measure=True)
+
+
+def test_a_manifest_is_stored_only_beside_a_stored_backup(scenario):
+    scenario.configure({"files": {}})
+    assert scenario.run("repo", "init").code == 0
+    repository = scenario.repository("files")
+    stored = sidecar_backup(scenario, "echo rows; echo '{\"rows\": 1}' > /m/manifest.json")
+    [dump] = repository.snapshots("files")
+    [manifest] = repository.snapshots("files-manifest")
+    assert dump.id == stored.summary.snapshot_id and manifest.id == stored.sidecar.snapshot_id
+    assert manifest.tag_value("for:") == dump.manifest_key == dump.tag_value("run:")
+    assert stored.measured is not None and stored.measured.snapshots == 2  # measured after both were stored
+    (scenario.root / "sidecar" / "manifest.json").unlink()
+
+    # the dump stored, its manifest missing: the snapshot is kept, and the run is told its manifest is not
+    unlinked = sidecar_backup(scenario, "echo more rows")
+    assert unlinked.sidecar is None and "was stored, but its manifest could not be" in unlinked.sidecar_problem
+    assert len(repository.snapshots("files")) == 2 and len(repository.snapshots("files-manifest")) == 1
+
+    # the dump failing after its manifest was written: neither is stored
+    with pytest.raises(RepositoryError):
+        sidecar_backup(scenario, "echo half; echo '{}' > /m/manifest.json; exit 3")
+    assert len(repository.snapshots("files")) == 2 and len(repository.snapshots("files-manifest")) == 1
+    assert locks(scenario) == []
+    scenario.assert_check_clean("files")
+
+
+def test_a_killed_backup_with_a_manifest_leaves_nothing_and_its_locks_are_cleared(scenario):
+    scenario.configure({"files": {}})
+    assert scenario.run("repo", "init").code == 0
+    failed = []
+
+    def back_up():
+        try:
+            sidecar_backup(scenario, "echo start; sleep 60; echo '{}' > /m/manifest.json")
+        except RepositoryError as error:
+            failed.append(error)
+
+    runner = threading.Thread(target=back_up)
+    runner.start()
+    wait_for(lambda: len(locks(scenario)) == 2 and job_containers("backup-files-local"),
+             "the backup and its manifest never took their locks")
+    subprocess.run(["podman", "kill", "--signal", "KILL", *job_containers("backup-files-local")], check=True,
+                   capture_output=True)
+    runner.join(timeout=60)
+    assert failed, "the killed backup was not reported as failed"
+    checked = scenario.run("exec", "check", "--subset", "all")
+    assert checked.code == 0, checked.output[-2000:]
+    assert checked.output.count("removed stale restic lock") == 2
+    assert locks(scenario) == []
+    repository = scenario.repository("files")
+    assert repository.snapshots("files") == [] and repository.snapshots("files-manifest") == []

@@ -16,6 +16,7 @@ from runner.repository import opened
 from runner.restoring import destination_for
 from runner.selftest import tree_fingerprint
 from runner.sources.postgres import backup as postgres
+from runner.sources.postgres.contents import manifest_path
 from tests.integration import test_files
 from tests.integration.conftest import private_file, write_config
 from tests.integration.services import Postgres
@@ -139,7 +140,8 @@ def plant_a_dump_failing_halfway(engine, production, tmp_path):
     with opened(settings, engine, destination_for(settings, None), "postgres") as repo:
         snapshot = repo.find("postgres", production["genuine"])
         repo.restore(snapshot, tmp_path / "dump")
-        repo.restore(repo.find(f"for:{snapshot.id}"), tmp_path / "manifest")
+        sidecar = repo.find(f"for:{snapshot.manifest_key}")
+        repo.dump(sidecar, manifest_path(sidecar), tmp_path / "manifest")
         dump = tmp_path / "dump" / postgres.DUMP_FILENAME
         dump.chmod(0o644)
         text = dump.read_text()
@@ -147,8 +149,9 @@ def plant_a_dump_failing_halfway(engine, production, tmp_path):
         halfway = text.index("\\.\n", shop) + 3  # after the first table's rows
         dump.write_text(text[:halfway] + "SELECT 1/0;\n" + text[halfway:])
         planted = repo.backup(tags=["postgres"], command=["cat", f"/dump/{postgres.DUMP_FILENAME}"],
-                              filename=postgres.DUMP_FILENAME, mounts=[Mount(tmp_path / "dump", "/dump")])
-        repo.after_backup(planted.summary.snapshot_id, tmp_path / "manifest" / "sidecar", ["postgres-manifest"])
+                              filename=postgres.DUMP_FILENAME, sidecar=f"/manifest/{postgres.MANIFEST}",
+                              mounts=[Mount(tmp_path / "dump", "/dump"), Mount(tmp_path / "manifest", "/manifest")])
+        assert planted.sidecar is not None and not planted.sidecar_problem
 
 
 def test_a_forced_postgres_restore_that_could_not_be_undone_is_refused(production):

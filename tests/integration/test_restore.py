@@ -10,7 +10,7 @@ from runner import images
 from runner.cli import cli as runner_cli
 from runner.engine import INSTANCE_LABEL, Mount, instance
 from runner.monitoring.history import open_history
-from runner.repository import opened
+from runner.repository import SIDECAR, opened
 from runner.restoring import destination_for
 from runner.sources.minio import backup as minio
 from runner.sources.postgres import backup as postgres
@@ -99,9 +99,9 @@ def test_good_backups_pass_their_restore_tests_and_leave_nothing_behind(stack):
 def test_altered_row_fails_the_postgres_test_naming_the_table(engine, stack, tmp_path):
     with repository(engine, stack, "postgres") as repo:
         snapshot = repo.find("postgres")
-        sidecar = repo.find(f"for:{snapshot.id}")
+        sidecar = repo.find(f"for:{snapshot.manifest_key}")
         repo.restore(snapshot, tmp_path / "dump")
-        repo.restore(sidecar, tmp_path / "manifest")
+        repo.restore(sidecar, tmp_path / "manifest" / "sidecar")
         dump = tmp_path / "dump" / postgres.DUMP_FILENAME
         dump.chmod(0o644)
         text = dump.read_text()
@@ -109,7 +109,10 @@ def test_altered_row_fails_the_postgres_test_naming_the_table(engine, stack, tmp
         dump.write_text(text.replace("\tcustomer 42\t", "\tcustomer 4242\t", 1))
         planted = repo.backup(tags=["postgres"], command=["cat", f"/dump/{postgres.DUMP_FILENAME}"],
                               filename=postgres.DUMP_FILENAME, mounts=[Mount(tmp_path / "dump", "/dump")])
-        repo.after_backup(planted.summary.snapshot_id, tmp_path / "manifest" / "sidecar", ["postgres-manifest"])
+        # its manifest the way backups stored one before backup-with-sidecar: a snapshot of /sidecar tagged
+        # for:<the dump's id>, which restore tests still find and read
+        repo.backup(tags=["postgres-manifest", f"for:{planted.summary.snapshot_id}"], paths=[SIDECAR],
+                    mounts=[Mount(tmp_path / "manifest" / "sidecar", SIDECAR)])
     code, results = restore_test(stack, "postgres")
     assert code == 1
     assert results["postgres"]["status"] == "restore mismatch"

@@ -190,10 +190,14 @@ def restored_dump(engine, settings, tmp_path):
     return snapshot, target / "pg_dumpall.sql"
 
 
-def manifest_of(engine, settings, tmp_path, snapshot_id):
-    [sidecar] = snapshots(engine, settings, "postgres", tag=f"for:{snapshot_id}")
+def manifest_of(engine, settings, tmp_path, snapshot):
+    """The manifest stored beside the dump's snapshot: its own snapshot, tagged for:<the dump's run:<key>>."""
+    key = snapshot.tag_value("run:")
+    assert key and snapshot.manifest_key == key
+    [sidecar] = snapshots(engine, settings, "postgres", tag=f"for:{key}")
+    assert "postgres-manifest" in sidecar.tags and sidecar.paths == ("/postgres-manifest.json",)
     target = restore(engine, settings, "postgres", sidecar, tmp_path / "manifest")
-    return json.loads((target / "sidecar" / "postgres-manifest.json").read_text())
+    return json.loads((target / "postgres-manifest.json").read_text())
 
 
 def load_into_fresh_server(settings, dump, tmp_path):
@@ -217,7 +221,7 @@ def test_postgres_dump_restores_equal_rows(engine, settings, tmp_path, postgres,
     figures = results["postgres"]["figures"]
     assert figures["total_bytes_processed"] > 100_000 and figures["data_added_packed"] > 0
     snapshot, dump = restored_dump(engine, configured, tmp_path)
-    manifest = manifest_of(engine, configured, tmp_path, snapshot.id)
+    manifest = manifest_of(engine, configured, tmp_path, snapshot)
     assert manifest["databases"]["shop"]["public.orders"]["rows"] == 2000
     assert manifest["databases"]["notes"]["public.note"]["rows"] == 300
     assert manifest["dump_bytes"] == dump.stat().st_size

@@ -207,3 +207,43 @@ def test_a_bucket_no_backup_covers_is_noticed_once(tmp_path):
     assert [a.kind for a in minio_backup(["archive", "scratch"])] == ["bucket scratch not backed up"]
     assert minio_backup([]) == []  # covered now: forgotten quietly
     assert [a.kind for a in minio_backup(["archive"])] == ["bucket archive not backed up"]  # back again
+
+
+def test_repository_size_is_the_last_measurement_plus_what_backups_stored_since(tmp_path):
+    settings, history = settings_for(tmp_path), History(tmp_path / "history.sqlite")
+    [state] = overview(settings, history, NOW)
+    assert state.repository_bytes is None and state.snapshots is None  # never measured: unknown, not 0
+    measured = {"repository_bytes": 10_000, "snapshots": 4, "compression_ratio": 2.0}
+    history.record("prune", RunResult("files", "nas", Status.OK, "pruned", figures=measured),
+                   ended_at=NOW - timedelta(hours=5))
+    for hours, status, manifest in ((4, Status.OK, True), (3, Status.FAILED, False), (2, Status.OK, False)):
+        figures = {"total_bytes_processed": 50_000, "data_added_packed": 300}
+        if manifest:
+            figures.update(manifest_snapshot="eeee", manifest_added_packed=7)
+        history.record("backup", RunResult("files", "nas", status, "x", figures=figures),
+                       ended_at=NOW - timedelta(hours=hours))
+    [state] = overview(settings, history, NOW)
+    assert state.repository_bytes == 10_000 + 307 + 300  # the failed backup stored nothing
+    assert state.snapshots == 4 + 2 + 1
+    history.record("backup", RunResult("files", "nas", Status.OK, "x", figures={
+        "total_bytes_processed": 50_000, "data_added_packed": 5, "repository_bytes": 20_000, "snapshots": 9}),
+        ended_at=NOW - timedelta(hours=1))
+    [state] = overview(settings, history, NOW)
+    assert (state.repository_bytes, state.snapshots) == (20_000, 9)  # a newer measurement replaces the sum
+
+
+def test_a_backup_measures_its_repository_only_when_no_run_did_within_a_week(tmp_path):
+    from runner.backup import needs_measuring
+
+    settings, history = settings_for(tmp_path), History(tmp_path / "history.sqlite")
+    assert needs_measuring(settings, "files", "nas")
+    history.record("backup", RunResult("files", "nas", Status.OK, "x", figures={"data_added_packed": 3}))
+    assert needs_measuring(settings, "files", "nas")  # backups since, but no measurement
+    history.record("prune", RunResult("files", "nas", Status.OK, "x", figures={"repository_bytes": 10}),
+                   ended_at=datetime.now(UTC) - timedelta(days=8))
+    assert needs_measuring(settings, "files", "nas")
+    history.record("copy", RunResult("files", "nas", Status.OK, "x", figures={"repository_bytes": 12}),
+                   ended_at=datetime.now(UTC) - timedelta(days=2))
+    assert not needs_measuring(settings, "files", "nas") and needs_measuring(settings, "vault", "nas")
+    (tmp_path / "history.sqlite").write_text("not a database")
+    assert needs_measuring(settings, "files", "nas")  # an unreadable history: measure rather than guess

@@ -2,6 +2,7 @@
 anything restic does not document raises instead of turning into an empty answer."""
 
 import ast
+import json
 
 import pytest
 
@@ -93,18 +94,41 @@ def test_check_problems_are_an_outcome_a_lock_is_an_error(tmp_path):
         repository.check("1/8")  # exit 0 without a report is not a pass
 
 
-def test_after_backup_fails_when_the_manifest_is_not_stored_and_tolerates_unknown_stats(tmp_path, monkeypatch):
-    (tmp_path / "sidecar").mkdir()
+def test_backup_with_a_sidecar_links_both_snapshots_and_measures_the_repository_alongside(tmp_path):
     summary = ('{"message_type":"summary","snapshot_id":"ffff","total_files_processed":1,'
                '"total_bytes_processed":10,"data_added":100,"data_added_packed":50}')
-    stats = '{"total_size":900,"snapshots_count":4}'
-    repository = handle(StubEngine((0, [summary, stats]), (0, [summary]), (86, ["permission denied"])), tmp_path)
-    added, measured = repository.after_backup("abcd1234", tmp_path / "sidecar", ["vault-manifest"])
-    assert added == 50 and measured.total_size == 900 and measured.snapshots == 4
-    assert "for:abcd1234" in " ".join(repository.engine.jobs[0].argv)
-    assert repository.after_backup("abcd1234", tmp_path / "sidecar", ["vault-manifest"]) == (50, None)
-    with pytest.raises(RepositoryError, match="abcd1234 was stored, but its manifest could not be"):
-        repository.after_backup("abcd1234", tmp_path / "sidecar", ["vault-manifest"])
+    beside = ('{"message_type":"sidecar","message":{"message_type":"summary","snapshot_id":"eeee",'
+              '"total_files_processed":1,"total_bytes_processed":3,"data_added":8,"data_added_packed":5}}')
+    stats = '{"total_size":955,"snapshots_count":6,"total_uncompressed_size":1908}'
+    repository = handle(StubEngine((0, [summary, beside, stats]), (0, [summary, beside]), (86, [summary]),
+                                   (1, ['{"message_type":"exit_error","code":1,"message":"Fatal: boom"}'])), tmp_path)
+    stored = repository.backup(tags=["postgres"], command=["dump"], filename="d.sql", sidecar="/m/manifest.json",
+                               measure=True)
+    assert stored.summary.snapshot_id == "ffff" and stored.sidecar.snapshot_id == "eeee" and stored.bytes_added == 55
+    assert stored.measured.total_size == 955 and stored.measured.snapshots == 6
+    argv = repository.engine.jobs[0].argv
+    assert argv[0] == "backup-with-sidecar"
+    spec = json.loads(argv[1])
+    [key] = [tag.removeprefix("run:") for tag in spec["backup"] if tag.startswith("run:")]
+    assert f"for:{key}" in spec["sidecar"] and "postgres-manifest" in spec["sidecar"]
+    assert spec["sidecar"][-3:] == ["backup-with-sidecar", "--release", "/m/manifest.json"]
+    assert spec["stats"][-3:] == ["stats", "--mode", "raw-data"]
+    unmeasured = repository.backup(tags=["postgres"], command=["dump"], filename="d.sql", sidecar="/m/manifest.json",
+                                   measure=True)
+    assert unmeasured.measured is None  # the size unknown: a warning, the backup stored
+    half = repository.backup(tags=["postgres"], command=["dump"], filename="d.sql", sidecar="/m/manifest.json")
+    assert half.summary.snapshot_id == "ffff" and half.sidecar is None
+    assert "ffff was stored, but its manifest could not be" in half.sidecar_problem
+    with pytest.raises(RepositoryError, match="boom"):
+        repository.backup(tags=["postgres"], command=["dump"], filename="d.sql", sidecar="/m/manifest.json")
+
+
+def test_a_backup_without_sidecar_or_measuring_is_restic_alone(tmp_path):
+    summary = ('{"message_type":"summary","snapshot_id":"ffff","total_files_processed":1,'
+               '"total_bytes_processed":10,"data_added":100}')
+    repository = handle(StubEngine((0, [summary])), tmp_path)
+    stored = repository.backup(tags=["vault"], paths=["/staged"])
+    assert repository.engine.jobs[0].argv[0] == "restic" and stored.sidecar is None and stored.measured is None
 
 
 def test_forget_reports_kept_and_removed(tmp_path):

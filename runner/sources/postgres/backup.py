@@ -133,7 +133,7 @@ def prepare(settings: Settings, engine: Engine) -> Iterator[Payload]:
     staging = settings.paths.staging_dir
     # The manifest is the runner's bookkeeping, kept in the state directory: a backup in network
     # mode writes nothing to staging.
-    manifest_dir = job_dir(settings.paths.state_dir / "manifests" / NAME, settings)
+    manifest_dir = job_dir(manifests_dir(settings), settings)
     (manifest_dir / MANIFEST).unlink(missing_ok=True)
     manifest_mount = Mount(manifest_dir, MANIFEST_DIR, read_only=False)
     with_manifest = ("dump-with-manifest", "--manifest", f"{MANIFEST_DIR}/{MANIFEST}", "--")
@@ -143,14 +143,14 @@ def prepare(settings: Settings, engine: Engine) -> Iterator[Payload]:
             yield Payload(
                 command=(*with_manifest, *dump_argv(settings, host)), filename=DUMP_FILENAME,
                 mounts=(Mount(pgpass_file(settings), PGPASS), manifest_mount), networks=(network,),
-                env={"PGPASSFILE": PGPASS}, sidecar=manifest_dir,
+                env={"PGPASSFILE": PGPASS}, sidecar=f"{MANIFEST_DIR}/{MANIFEST}",
             )
         else:
             pipe = job_dir(staging / "postgres-pipe", settings)
             read_pipe = f"cat {PIPE_DIR}/{FIFO} && test -f {PIPE_DIR}/{COMPLETE}"
             yield Payload(
                 command=(*with_manifest, "sh", "-c", read_pipe), filename=DUMP_FILENAME,
-                mounts=(Mount(pipe, PIPE_DIR), manifest_mount), sidecar=manifest_dir,
+                mounts=(Mount(pipe, PIPE_DIR), manifest_mount), sidecar=f"{MANIFEST_DIR}/{MANIFEST}",
                 companion=lambda: ExecFeeder(settings, pipe),
             )
     finally:
@@ -160,9 +160,13 @@ def prepare(settings: Settings, engine: Engine) -> Iterator[Payload]:
 def verify(settings: Settings, payload: Payload, summary: BackupSummary) -> None:
     if not summary.bytes_processed:
         raise SourceError("the dump in the repository is empty")
-    manifest = payload.sidecar / MANIFEST if payload.sidecar else None
-    if manifest and not manifest.is_file():
+    if not (manifests_dir(settings) / MANIFEST).is_file():
         raise SourceError("the dump was stored but its manifest is missing")
+
+
+def manifests_dir(settings: Settings) -> Path:
+    """Where a backup's job writes the manifest of its dump (the state directory: it is the runner's bookkeeping)."""
+    return settings.paths.state_dir / "manifests" / NAME
 
 
 class ExecFeeder:

@@ -1,5 +1,5 @@
 """What `runner snapshots show` says of a PostgreSQL snapshot: its databases and tables with their row
-counts, read from the manifest stored beside the dump (the small sidecar snapshot tagged for:<id>);
+counts, read from the manifest stored beside the dump (the small sidecar snapshot tagged for:<key>);
 the dump itself is not fetched."""
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from runner.repository import SIDECAR, SnapshotNotFound
+from runner.restic import Snapshot
 from runner.restoring import Contents, RestoreError, ShowRequest
 from runner.sources.postgres.backup import MANIFEST, NAME
 from runner.units import size_text
@@ -19,12 +20,18 @@ def show_snapshot(request: ShowRequest) -> Contents:
         raise RestoreError("--prefix applies to MinIO and plain files snapshots, not to PostgreSQL")
     repository, snapshot = request.repository, request.snapshot
     try:
-        sidecar = repository.find(f"for:{snapshot.backup_id}")
+        sidecar = repository.find(f"for:{snapshot.manifest_key}")
     except SnapshotNotFound:
         raise RestoreError(f"{NAME} snapshot {snapshot.short_id} has no manifest beside it, so what it holds is "
                            f"known only by restoring it (e.g. `runner restore postgres --snapshot {snapshot.short_id} "
                            "--database NAME --to-file FILE`)") from None
-    return describe(read_manifest(repository.dump(sidecar, f"{SIDECAR}/{MANIFEST}", request.work)))
+    return describe(read_manifest(repository.dump(sidecar, manifest_path(sidecar), request.work)))
+
+
+def manifest_path(sidecar: Snapshot) -> str:
+    """Where the manifest is in its snapshot: /postgres-manifest.json, or /sidecar/postgres-manifest.json in
+    one stored before backups stored it alongside the dump."""
+    return f"{SIDECAR}/{MANIFEST}" if SIDECAR in sidecar.paths else f"/{MANIFEST}"
 
 
 def read_manifest(path: Path) -> dict[str, Any]:

@@ -12,7 +12,8 @@ from runner.engine import Engine, JobSpec, Mount, ServiceHandle
 from runner.repository import SnapshotNotFound
 from runner.restoring import Mismatch, RestoreError, Trial, Verified
 from runner.settings import Settings
-from runner.sources.postgres.backup import DUMP_FILENAME, MANIFEST, NAME
+from runner.sources.postgres.backup import DUMP_FILENAME, NAME
+from runner.sources.postgres.contents import manifest_path
 from runner.sources.postgres.restore import load_dump
 from runner.workspace import job_dir
 
@@ -28,13 +29,13 @@ def restore_test(trial: Trial) -> Verified:
         listing = repository.snapshots()  # one job for both lookups
         snapshot = repository.find(NAME, listing=listing)
         try:
-            sidecar = repository.find(f"for:{snapshot.backup_id}", listing=listing)
+            sidecar = repository.find(f"for:{snapshot.manifest_key}", listing=listing)
         except SnapshotNotFound:
             raise Mismatch(f"snapshot {snapshot.short_id} has no manifest to compare with") from None
         with phases.timed("fetch"):
             restored_bytes = repository.restore(snapshot, work / "dump")
-            repository.restore(sidecar, work / "manifest")
-    expected = json.loads((work / "manifest" / "sidecar" / MANIFEST).read_text())
+            manifest = repository.dump(sidecar, manifest_path(sidecar), work / "manifest")
+    expected = json.loads(manifest.read_text())
     production = production_address(settings, engine)
     with engine.isolated_network("restore-test-postgres") as network:
         starting = time.monotonic()
