@@ -243,3 +243,22 @@ def test_ls_reads_modes_owners_and_times_of_nodes():
     assert (nodes[1].mode, nodes[1].uid, nodes[1].gid) == (0o2775, 2000, 1234)
     with pytest.raises(restic.OutputError, match="uid is not a number"):
         restic.parse_ls([SNAPSHOT, '{"type":"file","path":"/data/p","uid":"root"}'])
+
+
+def test_a_sidecar_summary_is_read_only_from_its_wrapper():
+    data = '{"message_type":"summary","snapshot_id":"ffff","total_files_processed":1,"total_bytes_processed":9,' \
+           '"data_added":9}'
+    beside = '{"message_type":"sidecar","message":{"message_type":"summary","snapshot_id":"eeee",' \
+             '"total_files_processed":1,"total_bytes_processed":3,"data_added":3}}'
+    assert restic.parse_backup([data, beside]).snapshot_id == "ffff"
+    assert restic.parse_sidecar([data, beside]).snapshot_id == "eeee"
+    with pytest.raises(restic.OutputError):
+        restic.parse_sidecar([data])  # the backup's own summary is not the sidecar's
+    with pytest.raises(restic.OutputError):
+        restic.parse_sidecar([data, '{"message_type":"sidecar","message":{"message_type":"error"}}'])
+
+
+def test_a_snapshot_names_its_manifest_by_its_run_tag_or_else_its_backup_id():
+    linked = restic.Snapshot("aaaa", "2026-11-30T02:00:00Z", tags=("postgres", "run:1234abcd"), original="bbbb")
+    older = restic.Snapshot("cccc", "2026-11-30T02:00:00Z", tags=("postgres",), original="dddd")
+    assert linked.manifest_key == "1234abcd" and older.manifest_key == "dddd"
