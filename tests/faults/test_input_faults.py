@@ -46,7 +46,7 @@ def test_postgres_names_that_are_not_utf8_are_backed_up_and_restore_tested(engin
     code, results = backup(configured, tmp_path, "postgres")
     assert code == 0, results["postgres"]["message"]
     [dump] = [s for s in snapshots(engine, configured, "postgres") if "postgres-manifest" not in s.tags]
-    manifest = manifest_of(engine, configured, tmp_path, dump.id)
+    manifest = manifest_of(engine, configured, tmp_path, dump)
     assert manifest["databases"]["legacy"][TABLE]["rows"] == 250
     assert manifest["databases"]["legacy"]["public.plain"]["rows"] == 10
 
