@@ -305,8 +305,8 @@ class Repository:
         (backup-with-sidecar), so that opening the repository costs no time after the backup. `measure`: the
         repository's statistics afterwards, in the same container."""
         host, retry = host or self.settings.restic.host, self.settings.locks.retry_lock
-        key = secrets.token_hex(8)
-        tags = [*tags, f"run:{key}"] if sidecar else list(tags)
+        key = secrets.token_hex(8) if sidecar else ""
+        tags = [*tags, f"run:{key}"] if key else list(tags)
         if command:
             argv = restic.backup_from_command(self._restic, command, filename=filename, host=host, tags=tags,
                                               retry_lock=retry)

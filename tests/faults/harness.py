@@ -151,9 +151,11 @@ class Scenario:
         assert not about, about
 
     def repository(self, source: str, destination: str = "local") -> Repository:
+        """The repository as the scenario's installation uses it: its jobs take locks `runner exec` would
+        recognise as its own."""
         assert self.settings is not None
         chosen = destinations.configured(self.settings, [destination])[0]
-        return Repository(self.engine, chosen, chosen.access(source))
+        return Repository(Engine(self.settings), chosen, chosen.access(source))
 
     def snapshots(self, source: str, destination: str = "local") -> list[Snapshot]:
         return self.repository(source, destination).snapshots(source)

@@ -9,9 +9,8 @@ import time
 
 import pytest
 
-from runner import destinations
-from runner.engine import Engine, Mount
-from runner.repository import Repository, RepositoryError
+from runner.engine import Mount
+from runner.repository import RepositoryError
 from runner.workspace import job_dir
 from tests.faults.harness import Scenario
 
@@ -145,10 +144,7 @@ def sidecar_backup(scenario, script: str):
     """A backup of `script`'s output with /m/manifest.json as its sidecar (what the PostgreSQL source does with
     its dump and manifest), into the files repository; the job may write /m."""
     shared = job_dir(scenario.root / "sidecar", scenario.settings)
-    [destination] = destinations.configured(scenario.settings, ["local"])
-    # through an engine of the scenario's installation, as `runner exec backup` would: its locks are the runner's own
-    repository = Repository(Engine(scenario.settings), destination, destination.access("files"))
-    return repository.backup(
+    return scenario.repository("files").backup(
         tags=["files"], command=["sh", "-c", script], filename="dump.sql", sidecar="/m/manifest.json",
         mounts=[Mount(shared, "/m", read_only=False)], measure=True)
 
